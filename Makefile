@@ -1,0 +1,60 @@
+# paylab: the two set-up commands of README.md.
+#   make demo   -- set up everything, then run the main job (demo on the built-in simulated rig)
+#   make test   -- set up everything, then lint and run the whole test suite
+# Both create .venv and install what they need. Missing system packages are installed with apt
+# when running as root; otherwise the run stops with one line naming the packages to install.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.paylab-installed
+PYTEST_ARGS ?=
+
+# "command that must succeed|Debian package that provides it", one per line.
+SYSTEM_DEPS := \
+	"$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))'|python3" \
+	"$(PYTHON) -c 'import ensurepip, venv'|python3-venv" \
+	"command -v gcc|gcc"
+
+.PHONY: demo test lint bench system-deps venv clean
+
+demo: venv
+	$(VENV)/bin/paylab demo
+
+test: venv
+	$(VENV)/bin/ruff check .
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: venv
+	$(VPY) bench/run.py
+
+system-deps:
+	@missing=""; \
+	for entry in $(SYSTEM_DEPS); do \
+	  check="$${entry%|*}"; pkg="$${entry##*|}"; \
+	  bash -c "$$check" >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "paylab: installing system packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "paylab: missing system packages, install them first: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py | system-deps
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""paylab drivers: protocols (abstract interfaces), real-stack implementations, emulated devices."""

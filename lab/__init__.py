@@ -1,0 +1,1 @@
+"""paylab orchestrator: protocol core, reference backend, rig inventory, campaigns, CLI."""
