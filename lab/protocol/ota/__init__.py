@@ -1,0 +1,88 @@
+"""Over-the-air remote management: SCP80 secured packets and RAM/RFM command lists.
+
+* :mod:`.spi`: SPI, KIc and KID fields (ETSI TS 102 225 clauses 5.1.1-5.1.3).
+* :mod:`.scp80`: command packets and PoR response packets (TS 102 225 clause 5, 3GPP TS 31.115).
+* :mod:`.ram`: compact and expanded remote APDU formats (ETSI TS 102 226 clause 5).
+"""
+
+from .ram import (
+    CompactResponse,
+    ExpandedCommands,
+    ExpandedResponse,
+    RApdu,
+    build_compact_commands,
+    build_compact_response,
+    build_expanded_commands,
+    build_expanded_response,
+    parse_compact_commands,
+    parse_compact_response,
+    parse_expanded_commands,
+    parse_expanded_response,
+)
+from .scp80 import (
+    CommandPacket,
+    KeyResolver,
+    OtaKeys,
+    PorStatus,
+    ResponsePacket,
+    build_command_packet,
+    build_response_packet,
+    keys_by_tar,
+    parse_command_packet,
+    parse_response_packet,
+    por_for_error,
+    por_required,
+    por_status,
+)
+from .spi import (
+    Checksum,
+    CounterMode,
+    KicAlgorithm,
+    KidAlgorithm,
+    PorRequest,
+    RcAlgorithm,
+    Spi,
+    key_algorithm,
+    key_byte,
+    key_index,
+    meets_minimum_security,
+)
+
+__all__ = [
+    "Checksum",
+    "CommandPacket",
+    "CompactResponse",
+    "CounterMode",
+    "ExpandedCommands",
+    "ExpandedResponse",
+    "KeyResolver",
+    "KicAlgorithm",
+    "KidAlgorithm",
+    "OtaKeys",
+    "PorRequest",
+    "PorStatus",
+    "RApdu",
+    "RcAlgorithm",
+    "ResponsePacket",
+    "Spi",
+    "build_command_packet",
+    "build_compact_commands",
+    "build_compact_response",
+    "build_expanded_commands",
+    "build_expanded_response",
+    "build_response_packet",
+    "key_algorithm",
+    "key_byte",
+    "key_index",
+    "keys_by_tar",
+    "meets_minimum_security",
+    "parse_command_packet",
+    "parse_compact_commands",
+    "parse_compact_response",
+    "parse_expanded_commands",
+    "parse_expanded_response",
+    "parse_response_packet",
+    "por_for_error",
+    "por_required",
+    "por_status",
+]
