@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # "command that must succeed|Debian package that provides it", one per line.
 SYSTEM_DEPS := \
 	"$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))'|python3" \
-	"$(PYTHON) -c 'import ensurepip, venv'|python3-venv" \
+	"$(PYTHON) -c 'import ensurepip; ensurepip.version()'|python3-venv" \
 	"command -v gcc|gcc"
 
 .PHONY: demo test lint bench system-deps venv clean

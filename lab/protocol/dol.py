@@ -26,6 +26,10 @@ GPO_COMMAND_TEMPLATE = 0x83
 """Command template wrapping the PDOL data in GET PROCESSING OPTIONS (EMV Book 3 6.5.8)."""
 
 
+MAX_ENTRY_LENGTH = 0xFF
+"""Largest DOL entry length accepted: the data must fit one short APDU (in practice < 0x80)."""
+
+
 @dataclass(frozen=True)
 class DolEntry:
     """One DOL entry: the tag asked for and the length its value must have."""
@@ -38,8 +42,10 @@ class DolEntry:
             tag_bytes(self.tag)
         except TlvError as exc:
             raise DolError(exc.message, expected=exc.expected, field="DOL tag") from None
-        if self.length < 0:
-            raise DolError(f"negative length {self.length}", field=f"tag {self.tag:X}")
+        if not 0 <= self.length <= MAX_ENTRY_LENGTH:
+            raise DolError(
+                f"length {self.length}", expected=f"0 to {MAX_ENTRY_LENGTH}", field=f"tag {self.tag:X}"
+            )
 
     @property
     def constructed(self) -> bool:
@@ -57,10 +63,17 @@ def parse_dol(data: bytes) -> list[DolEntry]:
     pos = 0
     while pos < len(data):
         try:
-            tag, pos = parse_tag(data, pos)
-            length, pos = parse_length(data, pos)
+            tag, length_offset = parse_tag(data, pos)
+            length, pos = parse_length(data, length_offset)
         except TlvError as exc:
             raise DolError(exc.message, offset=exc.offset, expected=exc.expected, field="DOL") from None
+        if length > MAX_ENTRY_LENGTH:
+            raise DolError(
+                f"entry length {length}",
+                offset=length_offset,
+                expected=f"at most {MAX_ENTRY_LENGTH}",
+                field=f"DOL tag {tag:X}",
+            )
         result.append(DolEntry(tag, length))
     return result
 

@@ -132,8 +132,8 @@ class TraceRecord:
         direction: Direction = "CR" if command is not None and response is not None else (
             "C" if command is not None else "R"
         )
-        if channel is None:
-            channel = logical_channel(command[0]) if command else 0
+        if channel is None:  # a trace records whatever crossed the wire, even an invalid CLA
+            channel = logical_channel(command[0]) if command and command[0] != 0xFF else 0
         return cls(
             timestamp=timestamp,
             direction=direction,
@@ -170,7 +170,7 @@ def _command_data_bounds(apdu: bytes) -> tuple[int, int] | None:
     raise ApduError("Lc does not match the APDU length", offset=4, field="Lc")
 
 
-def _mask_tlv_hex(data: bytes, kernel: str | None) -> str | None:
+def mask_tlv_hex(data: bytes, kernel: str | None) -> str | None:
     """Hex of ``data`` with sensitive TLV values masked, or None when ``data`` is not BER-TLV."""
     try:
         found = tlv_mod.spans(data)
@@ -204,7 +204,7 @@ def mask_command_hex(apdu: bytes, kernel: str | None = None) -> str:
     elif ins in PLAIN_INS:
         masked = data.hex().upper()
     else:
-        tlv_masked = _mask_tlv_hex(data, kernel) if ins in TLV_INS else None
+        tlv_masked = mask_tlv_hex(data, kernel) if ins in TLV_INS else None
         masked = tlv_masked if tlv_masked is not None else mask_text(data.hex().upper())
     return text[: 2 * start] + masked + text[2 * end :]
 
@@ -215,7 +215,7 @@ def mask_response_hex(apdu: bytes, kernel: str | None = None) -> str:
     if len(apdu) < 2:
         return mask_text(text)
     data = apdu[:-2]
-    masked = _mask_tlv_hex(data, kernel)
+    masked = mask_tlv_hex(data, kernel)
     if masked is None:
         masked = mask_text(data.hex().upper())
     return masked + text[-4:]

@@ -129,6 +129,7 @@ def test_padding_format_is_kernel_scoped() -> None:
         ("9F66", 2, "length byte"),
         ("9F660400", 3, "tag byte"),  # 00 is not a tag inside a DOL
         ("9F6680", 2, "definite length"),
+        ("9F66820100", 2, "at most 255"),
     ],
 )
 def test_malformed_dol(dol: str, offset: int, expected: str) -> None:
@@ -154,6 +155,8 @@ def test_dol_entry_validation() -> None:
         DolEntry(0x9F, 1)
     with pytest.raises(DolError):
         DolEntry(0x9F02, -1)
+    with pytest.raises(DolError):
+        DolEntry(0x9F02, 0x100)
     assert DolEntry(0x70, 1).constructed
     assert not DolEntry(0x9F02, 1).constructed
 

@@ -1,10 +1,14 @@
-"""SM2 signatures (paylab.lab.protocol.crypto.sm2).
+"""SM2 signatures (paylab.lab.protocol.crypto.sm2, an adapter over gmalg's SM2Core).
 
 * GM/T 0003.2 Annex A example on the Fp-256 test curve (domain brief section 2 vector 3). Curve,
   dA, public key and k as published in the annex (also in OpenSSL's test/sm2_internal_test.c and
-  other public test suites); ZA, r and s from the brief [V].
-* Interoperability with gmalg 1.1.2 (an independent implementation) on the recommended curve:
-  ours signs / gmalg verifies and the reverse, including keys whose X begins with a 0 or 4 nibble.
+  other public test suites); ZA, r and s from the brief [V]. This is the independent check: the
+  adapter runs gmalg on a curve and a fixed k that gmalg's own SM2 class cannot express.
+* Interoperability with gmalg 1.1.2's public ``SM2`` class on the recommended curve: ours signs /
+  gmalg verifies and the reverse, including keys whose X begins with a 0 or 4 nibble. Both sides
+  share gmalg's arithmetic, so these pin the adapter's byte formats (fixed width, no stripping).
+* The digest forms (written on gmalg's ECDLP because SM2Core only takes messages) must agree with
+  the SM2Core path for the same k.
 """
 
 import gmalg
@@ -40,6 +44,10 @@ ANNEX_A_R = "40F1EC59F793D9F49E09DCEF49130D4194F79FB1EED2CAA55BACDB49C4E755D1"
 ANNEX_A_S = "6FC6DAC32C5D5CF10C77DFB20F7C2EB667A457872FB09EC56327A67EC7DEEBE7"
 
 N = sm2.SM2_P256.n
+
+# y^2 = x^3 + x + 1 over F_211 has 223 points (prime, so cofactor 1) and G = (0, 1): small enough
+# that some fixed k give degenerate signatures for an ordinary message.
+TINY_CURVE = sm2.Sm2Curve("tiny", p=211, a=1, b=1, gx=0, gy=1, n=223)
 
 # Private keys (deterministic search) whose public X starts with the nibbles that gmssl 3.2.2's
 # public_key.lstrip("04") eats, plus a Y with a zero first byte (fixed-width encoding).
@@ -98,6 +106,20 @@ def test_annex_a_digest_forms():
     sig = sm2.sign_digest(ANNEX_A_D, e, k=ANNEX_A_K, curve=ANNEX_A_CURVE)
     assert sig.hex().upper() == ANNEX_A_R + ANNEX_A_S
     assert sm2.verify_digest(ANNEX_A_PUBLIC, e, sig, curve=ANNEX_A_CURVE)
+    assert not sm2.verify_digest(ANNEX_A_PUBLIC, bytes(32), sig, curve=ANNEX_A_CURVE)
+
+
+@pytest.mark.vectors
+def test_annex_a_curve_is_handed_to_gmalg_as_its_own_ecdlp():
+    ecdlp = ANNEX_A_CURVE.ecdlp
+    assert (ecdlp.fp.p, ecdlp.ec.a, ecdlp.ec.b, ecdlp.G, ecdlp.fpn.p) == (
+        ANNEX_A_CURVE.p,
+        ANNEX_A_CURVE.a,
+        ANNEX_A_CURVE.b,
+        (ANNEX_A_CURVE.gx, ANNEX_A_CURVE.gy),
+        ANNEX_A_CURVE.n,
+    )
+    assert sm2.SM2_P256.ecdlp.fpn.p == N
 
 
 def test_annex_a_key_is_not_valid_on_the_production_curve():
@@ -215,6 +237,53 @@ def test_round_trip_and_interop_property(message, user_id):
     assert gmalg_verify(pair.public, message, sig, user_id)
 
 
+def test_digest_forms_agree_with_the_sm2core_path():
+    pair = sm2.generate_keypair()
+    message, user_id, k = b"digest vs message", b"ALICE123@YAHOO.COM", 0x1234567890ABCDEF
+    e = sm3(sm2.compute_za(pair.public, user_id) + message)
+    via_core = sm2.sign(pair.private, message, user_id, k=k)
+    assert sm2.sign_digest(pair.private, e, k=k) == via_core
+    assert sm2.verify_digest(pair.public, e, via_core)
+    theirs = gmalg_sign(pair.private, message, user_id)
+    assert sm2.verify_digest(pair.public, e, theirs)
+    assert sm2.verify_digest(pair.public, e, sm2.sign_digest(pair.private, e))
+
+
+# -- fixed k ------------------------------------------------------------------------------------------
+
+
+def _x_of_kg(k: int, curve: sm2.Sm2Curve) -> int:
+    return int.from_bytes(sm2.public_from_private(k.to_bytes(curve.size, "big"), curve)[1 : 1 + curve.size], "big")
+
+
+@pytest.mark.parametrize("degenerate", ["r=0", "r+k=n"])
+def test_sign_digest_with_a_degenerate_fixed_k_raises(degenerate):
+    n, k = ANNEX_A_CURVE.n, ANNEX_A_K
+    x1 = _x_of_kg(k, ANNEX_A_CURVE)
+    e = (-x1) % n if degenerate == "r=0" else (n - k - x1) % n
+    with pytest.raises(CryptoError, match="degenerate"):
+        sm2.sign_digest(ANNEX_A_D, e.to_bytes(32, "big"), k=k, curve=ANNEX_A_CURVE)
+
+
+# With d = 5 and the default ID, these k give r = 0, r + k = n or s = 0 for b"m1" on TINY_CURVE
+# (worked out from e = SM3(ZA || M) mod n and x([k]G)); every other k signs.
+TINY_DEGENERATE_K = {21: "s=0", 102: "r=0", 121: "r=0", 204: "r+k=n", 208: "r+k=n", 218: "s=0"}
+
+
+@pytest.mark.parametrize("k", sorted(TINY_DEGENERATE_K), ids=lambda k: f"k={k}-{TINY_DEGENERATE_K[k]}")
+def test_sign_with_a_degenerate_fixed_k_raises_instead_of_looping(k):
+    # Through SM2Core: gmalg asks its rnd_fn for another k, which a fixed k refuses.
+    with pytest.raises(CryptoError, match="degenerate"):
+        sm2.sign(b"\x05", b"m1", k=k, curve=TINY_CURVE)
+
+
+def test_every_other_fixed_k_signs_on_the_tiny_curve():
+    public = sm2.public_from_private(b"\x05", TINY_CURVE)
+    for k in range(1, TINY_CURVE.n):
+        if k not in TINY_DEGENERATE_K:
+            assert sm2.verify(public, b"m1", sm2.sign(b"\x05", b"m1", k=k, curve=TINY_CURVE), curve=TINY_CURVE)
+
+
 # -- bad inputs ---------------------------------------------------------------------------------------
 
 
@@ -257,9 +326,24 @@ def test_bad_k_digest_and_user_id_raise():
         sm2.compute_za(pair.public, b"x" * 8192)
 
 
+def test_user_id_length_is_limited_to_what_gmalg_accepts():
+    pair = sm2.generate_keypair()
+    longest = b"x" * 4095
+    assert len(sm2.compute_za(pair.public, longest)) == 32
+    assert sm2.verify(pair.public, b"m", sm2.sign(pair.private, b"m", longest), longest)
+    with pytest.raises(CryptoError, match="user_id"):
+        sm2.compute_za(pair.public, b"x" * 4096)
+    with pytest.raises(CryptoError, match="user_id"):
+        sm2.sign(pair.private, b"m", b"x" * 4096)
+    with pytest.raises(CryptoError, match="user_id"):
+        sm2.verify(pair.public, b"m", bytes(64), b"x" * 4096)
+
+
 def test_curve_with_base_point_off_the_curve_is_rejected():
     with pytest.raises(CryptoError, match="base point"):
         sm2.Sm2Curve("broken", p=23, a=1, b=1, gx=3, gy=11, n=7)
+    with pytest.raises(CryptoError, match="curve even"):
+        sm2.Sm2Curve("even", p=24, a=1, b=1, gx=3, gy=11, n=7)  # gmalg rejects an even p
 
 
 def test_key_pair_repr_hides_the_private_key():

@@ -1,42 +1,57 @@
-"""SM2 digital signatures (GM/T 0003.2-2012, GB/T 32918.2-2016) with SM3, on explicit curve parameters.
+"""SM2 digital signatures (GM/T 0003.2-2012, GB/T 32918.2-2016) with SM3: a thin adapter over gmalg.
 
-Why our own arithmetic: the maintained pure-Python library gmalg 1.1.2 (MIT, ``secrets`` RNG) has a
-public ``SM2`` class bound to the recommended curve with a random k, so it cannot run the standard's
-Annex A example (a different Fp-256 test curve and a fixed k). This module therefore implements the
-signature equations over plain Python integers and uses gmalg only as an interoperability oracle in
-the tests (ours signs / gmalg verifies and the reverse, on the recommended curve).
+The curve arithmetic, ZA, key generation and the sign/verify equations are gmalg's (1.1.2, MIT,
+pure Python): :class:`gmalg.sm2.SM2Core` run on a :class:`gmalg.ellipticcurve.ECDLP` built from the
+:class:`Sm2Curve` parameters, so any curve works, including the GM/T 0003.2 Annex A Fp-256 test curve.
+This module only validates and encodes: it fixes the byte formats, turns bad input into
+:class:`CryptoError` and a bad signature into ``False``.
 
 * Keys and points are fixed width: a private key is 32 bytes, a public key 65 bytes ``04||X||Y``
   with X and Y left-padded to 32 bytes. Nothing is ever stripped, so keys whose X begins with a 0
   or 4 nibble work (unlike gmssl 3.2.2's ``lstrip("04")``, domain brief section 2).
 * Signatures are raw ``r||s`` (64 bytes), not DER.
-* Randomness (key generation, k) comes from :mod:`secrets`. ``k`` can be fixed for known-answer tests.
+* Randomness (key generation, k) is gmalg's default generator (:func:`secrets.randbits`). A fixed
+  ``k`` for known-answer tests is handed to gmalg as its ``rnd_fn``.
+* ``user_id`` is at most 4095 bytes: gmalg's ZA refuses an ENTL of 2^15 bits or more (the 2-byte
+  ENTL field itself would allow 8191 bytes).
+* :func:`sign_digest` and :func:`verify_digest` take a precomputed e, which ``SM2Core`` cannot (it
+  always hashes ZA || M itself); they run the same GM/T 0003.2 equations on gmalg's ECDLP point and
+  mod-n arithmetic instead. :func:`sign` and :func:`verify` go through ``SM2Core`` itself.
 * Not constant time (Python integers): fine for a test lab and its test keys, not for an HSM.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gmalg.ellipticcurve import ECDLP, EcPoint
+from gmalg.errors import GMError
+from gmalg.sm2 import SM2Core
+from gmalg.sm3 import SM3
 
 from ..errors import CryptoError
-from .primitives import sm3
 
 DEFAULT_USER_ID = b"1234567812345678"
 """Default signer ID (GM/T 0009 / GB/T 35276: ``1234567812345678``, ENTL = 0x0080)."""
 
-_Point = tuple[int, int] | None  # None is the point at infinity
+_MAX_USER_ID = 4095
+"""Longest ``user_id`` gmalg's ``SM2Core.entity_info`` accepts (ENTL must stay below 2^15 bits)."""
 
 
-def _on_curve(curve: Sm2Curve, point: tuple[int, int]) -> bool:
+def _on_curve(ecdlp: ECDLP, point: EcPoint) -> bool:
     x, y = point
-    p = curve.p
-    return 0 <= x < p and 0 <= y < p and (y * y - (x * x * x + curve.a * x + curve.b)) % p == 0
+    p = ecdlp.fp.p
+    return 0 <= x < p and 0 <= y < p and ecdlp.ec.isvalid(point)
 
 
 @dataclass(frozen=True)
 class Sm2Curve:
-    """A curve y^2 = x^3 + ax + b (mod p) with base point G = (gx, gy) of prime order n, cofactor 1."""
+    """A curve y^2 = x^3 + ax + b (mod p) with base point G = (gx, gy) of prime order n, cofactor 1.
+
+    ``ecdlp`` is the matching gmalg domain (built once, not part of equality or repr).
+    """
 
     name: str
     p: int
@@ -45,10 +60,16 @@ class Sm2Curve:
     gx: int
     gy: int
     n: int
+    ecdlp: ECDLP = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not _on_curve(self, (self.gx, self.gy)):
+        try:
+            ecdlp = ECDLP(self.p, self.a, self.b, (self.gx, self.gy), self.n)
+        except GMError as exc:
+            raise CryptoError(f"curve {self.name}: {exc}") from exc
+        if not _on_curve(ecdlp, (self.gx, self.gy)):
             raise CryptoError(f"curve {self.name}: the base point is not on the curve")
+        object.__setattr__(self, "ecdlp", ecdlp)
 
     @property
     def size(self) -> int:
@@ -68,58 +89,51 @@ SM2_P256 = Sm2Curve(
 """The SM2 recommended curve (GM/T 0003.5-2012, GB/T 32918.5-2017), the production default."""
 
 
-# -- curve arithmetic (affine coordinates) -------------------------------------------------------
+# -- gmalg plumbing ------------------------------------------------------------------------------
 
 
-def _add(curve: Sm2Curve, p1: _Point, p2: _Point) -> _Point:
-    if p1 is None:
-        return p2
-    if p2 is None:
-        return p1
-    p = curve.p
-    (x1, y1), (x2, y2) = p1, p2
-    if x1 == x2:
-        if (y1 + y2) % p == 0:  # P + (-P), including doubling a point with y = 0
-            return None
-        slope = (3 * x1 * x1 + curve.a) * pow(2 * y1, -1, p) % p
-    else:
-        slope = (y2 - y1) * pow(x2 - x1, -1, p) % p
-    x3 = (slope * slope - x1 - x2) % p
-    return x3, (slope * (x1 - x3) - y1) % p
+def _fixed_k(curve: Sm2Curve, k: int) -> Callable[[int], int]:
+    """A gmalg ``rnd_fn`` that returns k once.
+
+    gmalg asking a second time means k gave a degenerate signature and would be redrawn, which a
+    fixed k cannot be, so that raises instead of looping.
+    """
+    if not 1 <= k <= curve.n - 1:
+        raise CryptoError("k must be in [1, n-1]")
+    draws = iter((k,))
+
+    def rnd_fn(_bits: int) -> int:
+        for value in draws:
+            return value
+        raise CryptoError("this fixed k gives a degenerate signature (r = 0, r + k = n or s = 0)")
+
+    return rnd_fn
 
 
-def _mul(curve: Sm2Curve, k: int, point: _Point) -> _Point:
-    result: _Point = None
-    addend = point
-    while k:
-        if k & 1:
-            result = _add(curve, result, addend)
-        addend = _add(curve, addend, addend)
-        k >>= 1
-    return result
+def _core(curve: Sm2Curve, k: int | None = None) -> SM2Core:
+    """A fresh ``SM2Core`` on the curve's ECDLP (its SM3 object is stateful, so one per call).
 
-
-def _base_mul(curve: Sm2Curve, k: int) -> tuple[int, int]:
-    point = _mul(curve, k, (curve.gx, curve.gy))
-    if point is None:  # only for k = 0 mod n, which every caller excludes
-        raise CryptoError("scalar multiple of G is the point at infinity")
-    return point
+    Without ``k`` gmalg draws k itself (``secrets.randbits``); with ``k``, see :func:`_fixed_k`.
+    """
+    return SM2Core(curve.ecdlp, SM3(), None if k is None else _fixed_k(curve, k))
 
 
 # -- encodings -----------------------------------------------------------------------------------
 
 
-def _encode_point(curve: Sm2Curve, point: tuple[int, int]) -> bytes:
+def _encode_point(curve: Sm2Curve, point: EcPoint) -> bytes:
+    if point == curve.ecdlp.ec.INF:  # only for d = 0 mod n, which every caller excludes
+        raise CryptoError("scalar multiple of G is the point at infinity")
     return b"\x04" + point[0].to_bytes(curve.size, "big") + point[1].to_bytes(curve.size, "big")
 
 
-def _decode_public(curve: Sm2Curve, public: bytes) -> tuple[int, int]:
+def _decode_public(curve: Sm2Curve, public: bytes) -> EcPoint:
     size = curve.size
     if not isinstance(public, bytes | bytearray) or len(public) != 1 + 2 * size or public[0] != 0x04:
         got = f"{len(public)} bytes" if isinstance(public, bytes | bytearray) else type(public).__name__
         raise CryptoError(f"public must be {1 + 2 * size} bytes 04||X||Y (uncompressed), got {got}")
     point = int.from_bytes(public[1 : 1 + size], "big"), int.from_bytes(public[1 + size :], "big")
-    if not _on_curve(curve, point):
+    if not _on_curve(curve.ecdlp, point):
         raise CryptoError(f"public is not a point on curve {curve.name}")
     return point
 
@@ -134,10 +148,34 @@ def _decode_private(curve: Sm2Curve, private: bytes) -> int:
     return d
 
 
+def _check_user_id(user_id: bytes) -> bytes:
+    if not isinstance(user_id, bytes | bytearray):
+        raise CryptoError(f"user_id must be bytes, got {type(user_id).__name__}")
+    if len(user_id) > _MAX_USER_ID:
+        raise CryptoError(f"user_id is {len(user_id)} bytes; gmalg's ZA allows at most {_MAX_USER_ID}")
+    return bytes(user_id)
+
+
 def _check_digest(digest: bytes) -> int:
     if not isinstance(digest, bytes | bytearray) or len(digest) != 32:
         raise CryptoError("digest must be the 32-byte SM3 value e = SM3(ZA || M)")
     return int.from_bytes(digest, "big")
+
+
+def _encode_signature(curve: Sm2Curve, r: int, s: int) -> bytes:
+    return r.to_bytes(curve.size, "big") + s.to_bytes(curve.size, "big")
+
+
+def _decode_signature(curve: Sm2Curve, signature: bytes) -> tuple[int, int] | None:
+    """(r, s) if the signature is well formed with 1 <= r, s <= n-1 and r + s != n, else None."""
+    size, n = curve.size, curve.n
+    if not isinstance(signature, bytes | bytearray) or len(signature) != 2 * size:
+        return None
+    r = int.from_bytes(signature[:size], "big")
+    s = int.from_bytes(signature[size:], "big")
+    if not (1 <= r <= n - 1 and 1 <= s <= n - 1) or r + s == n:
+        return None
+    return r, s
 
 
 # -- keys ----------------------------------------------------------------------------------------
@@ -155,33 +193,23 @@ class Sm2KeyPair:
 
 
 def generate_keypair(curve: Sm2Curve = SM2_P256) -> Sm2KeyPair:
-    """A fresh key pair, d uniform in [1, n-2] from :mod:`secrets` (GM/T 0003.1 6.1)."""
-    d = secrets.randbelow(curve.n - 2) + 1
-    return Sm2KeyPair(d.to_bytes(curve.size, "big"), _encode_point(curve, _base_mul(curve, d)))
+    """A fresh key pair from gmalg, d uniform in [1, n-2] (GM/T 0003.1 6.1)."""
+    d, point = _core(curve).generate_keypair()
+    return Sm2KeyPair(d.to_bytes(curve.size, "big"), _encode_point(curve, point))
 
 
 def public_from_private(d: bytes, curve: Sm2Curve = SM2_P256) -> bytes:
     """The public key ``04||X||Y`` = [d]G of a 32-byte private key."""
-    return _encode_point(curve, _base_mul(curve, _decode_private(curve, d)))
+    return _encode_point(curve, _core(curve).generate_pk(_decode_private(curve, d)))
 
 
 def compute_za(public: bytes, user_id: bytes = DEFAULT_USER_ID, curve: Sm2Curve = SM2_P256) -> bytes:
-    """ZA = SM3(ENTL || ID || a || b || xG || yG || xA || yA) (GM/T 0003.2 5.5).
+    """ZA = SM3(ENTL || ID || a || b || xG || yG || xA || yA) (GM/T 0003.2 5.5), by gmalg.
 
     ENTL is the bit length of ``user_id`` as 2 bytes; field elements are fixed width.
     """
-    if not isinstance(user_id, bytes | bytearray):
-        raise CryptoError(f"user_id must be bytes, got {type(user_id).__name__}")
-    if len(user_id) * 8 > 0xFFFF:
-        raise CryptoError(f"user_id is {len(user_id)} bytes; ENTL allows at most 8191")
-    xa, ya = _decode_public(curve, public)
-    size = curve.size
-    fields = (curve.a, curve.b, curve.gx, curve.gy, xa, ya)
-    return sm3(
-        (len(user_id) * 8).to_bytes(2, "big")
-        + bytes(user_id)
-        + b"".join(v.to_bytes(size, "big") for v in fields)
-    )
+    uid = _check_user_id(user_id)
+    return _core(curve).entity_info(uid, _decode_public(curve, public))
 
 
 # -- signatures ----------------------------------------------------------------------------------
@@ -190,21 +218,26 @@ def compute_za(public: bytes, user_id: bytes = DEFAULT_USER_ID, curve: Sm2Curve 
 def sign_digest(private: bytes, digest: bytes, *, k: int | None = None, curve: Sm2Curve = SM2_P256) -> bytes:
     """Sign a precomputed e = SM3(ZA || M) (GM/T 0003.2 6.1 steps A3-A7); returns r||s.
 
-    ``k`` fixes the per-signature random number, for known-answer tests only; a fixed k that gives
-    r = 0, r + k = n or s = 0 raises :class:`CryptoError` (the standard would draw another k).
+    gmalg's ``SM2Core.sign`` only takes the message (it hashes ZA || M itself), so these steps are
+    written here on gmalg's ECDLP (``kG``) and its mod-n field ``fpn``; a random k comes from
+    :mod:`secrets`, as in gmalg. ``k`` fixes the per-signature random number, for known-answer tests
+    only; a fixed k that gives r = 0, r + k = n or s = 0 raises :class:`CryptoError` (the standard
+    would draw another k).
     """
     d = _decode_private(curve, private)
     e = _check_digest(digest)
     n = curve.n
     if k is not None and not 1 <= k <= n - 1:
         raise CryptoError("k must be in [1, n-1]")
+    ecdlp = curve.ecdlp
+    fpn = ecdlp.fpn
     while True:
         k_used = k if k is not None else secrets.randbelow(n - 1) + 1
-        x1, _ = _base_mul(curve, k_used)
-        r = (e + x1) % n
-        s = pow(1 + d, -1, n) * (k_used - r * d) % n
-        if r != 0 and r + k_used != n and s != 0:
-            return r.to_bytes(curve.size, "big") + s.to_bytes(curve.size, "big")
+        x1, _ = ecdlp.kG(k_used)
+        r = fpn.add(e, x1)
+        s = fpn.mul(fpn.sub(k_used, fpn.mul(r, d)), fpn.inv(1 + d))
+        if r != 0 and fpn.add(r, k_used) != 0 and s != 0:
+            return _encode_signature(curve, r, s)
         if k is not None:
             raise CryptoError("this fixed k gives a degenerate signature (r = 0, r + k = n or s = 0)")
 
@@ -217,34 +250,37 @@ def sign(
     k: int | None = None,
     curve: Sm2Curve = SM2_P256,
 ) -> bytes:
-    """SM2 signature r||s (64 bytes) of ``message`` with e = SM3(ZA || M) (GM/T 0003.2 6.1)."""
-    public = public_from_private(private, curve)
-    digest = sm3(compute_za(public, user_id, curve) + bytes(message))
-    return sign_digest(private, digest, k=k, curve=curve)
+    """SM2 signature r||s (64 bytes) of ``message`` with e = SM3(ZA || M) (GM/T 0003.2 6.1), by gmalg.
+
+    ``k`` fixes the per-signature random number (known-answer tests only), see :func:`sign_digest`.
+    """
+    d = _decode_private(curve, private)
+    uid = _check_user_id(user_id)
+    core = _core(curve, k)
+    r, s = core.sign(bytes(message), d, uid, core.generate_pk(d))
+    return _encode_signature(curve, r, s)
 
 
 def verify_digest(public: bytes, digest: bytes, signature: bytes, *, curve: Sm2Curve = SM2_P256) -> bool:
     """Verify r||s over a precomputed e (GM/T 0003.2 7.1 steps B1, B2, B5-B7).
 
-    Returns False for any bad signature, including a wrong length and r or s outside [1, n-1].
-    A malformed public key or digest raises :class:`CryptoError` (a caller error, not a bad signature).
+    gmalg's ``SM2Core.verify`` only takes the message, so B5-B7 are written here on gmalg's ECDLP
+    point arithmetic and mod-n field. Returns False for any bad signature, including a wrong length,
+    r or s outside [1, n-1] and r + s = n. A malformed public key or digest raises
+    :class:`CryptoError` (a caller error, not a bad signature).
     """
     point = _decode_public(curve, public)
     e = _check_digest(digest)
-    size, n = curve.size, curve.n
-    if not isinstance(signature, bytes | bytearray) or len(signature) != 2 * size:
+    rs = _decode_signature(curve, signature)
+    if rs is None:
         return False
-    r = int.from_bytes(signature[:size], "big")
-    s = int.from_bytes(signature[size:], "big")
-    if not (1 <= r <= n - 1 and 1 <= s <= n - 1):
+    r, s = rs
+    ecdlp = curve.ecdlp
+    ec, fpn = ecdlp.ec, ecdlp.fpn
+    sum_point = ec.add(ecdlp.kG(s), ec.mul(fpn.add(r, s), point))
+    if sum_point == ec.INF:
         return False
-    t = (r + s) % n
-    if t == 0:
-        return False
-    sum_point = _add(curve, _mul(curve, s, (curve.gx, curve.gy)), _mul(curve, t, point))
-    if sum_point is None:
-        return False
-    return (e + sum_point[0]) % n == r
+    return fpn.add(e, sum_point[0]) == r
 
 
 def verify(
@@ -255,6 +291,13 @@ def verify(
     *,
     curve: Sm2Curve = SM2_P256,
 ) -> bool:
-    """Verify an SM2 signature r||s of ``message`` by ``public`` (GM/T 0003.2 7.1)."""
-    digest = sm3(compute_za(public, user_id, curve) + bytes(message))
-    return verify_digest(public, digest, signature, curve=curve)
+    """Verify an SM2 signature r||s of ``message`` by ``public`` (GM/T 0003.2 7.1), by gmalg.
+
+    Same contract as :func:`verify_digest`; the r, s range checks run here before gmalg is called.
+    """
+    point = _decode_public(curve, public)
+    uid = _check_user_id(user_id)
+    rs = _decode_signature(curve, signature)
+    if rs is None:
+        return False
+    return bool(_core(curve).verify(bytes(message), rs[0], rs[1], uid, point))
