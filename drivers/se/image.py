@@ -143,6 +143,7 @@ class CardImage:
         if raw == self._committed:
             return False
         if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             journal = JOURNAL_MAGIC + len(raw).to_bytes(4, "big") + hashlib.sha256(raw).digest() + raw
             self._write_file(self.journal_path, journal, "commit.journal")
             self._tear("commit.journal_synced")
