@@ -83,7 +83,10 @@ class RegistryEntry:
 
     @property
     def locked(self) -> bool:
-        return self.kind != "ELF" and bool(self.life_cycle & APP_LOCKED_BIT)
+        """Application/SSD locked (b8 of its life cycle). The ISD's entry mirrors the *card* life
+        cycle (GP 2.3 clause 5.1), where b8 is not a lock bit, so the ISD is never "locked" here:
+        card locking is enforced from the card life cycle instead."""
+        return self.kind in ("APP", "SD") and bool(self.life_cycle & APP_LOCKED_BIT)
 
     @property
     def selectable(self) -> bool:

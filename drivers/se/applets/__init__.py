@@ -1,0 +1,1 @@
+"""Payment applets of the emulated secure element (one module per card scheme)."""

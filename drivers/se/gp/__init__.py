@@ -1,0 +1,1 @@
+"""GlobalPlatform card manager: security domains (ISD/SSD), content management, PPSE/CRS."""
