@@ -31,6 +31,7 @@ lint: venv
 
 bench: venv
 	$(VPY) bench/run.py
+	$(VPY) bench/se_apdus.py
 
 system-deps:
 	@missing=""; \

@@ -275,7 +275,7 @@ class AdminAgent:
             self.se.power_off()
             self._channels.clear()
             raise
-        except BaseException:
+        except Exception:
             self.se.image.rollback()
             self.close()
             raise

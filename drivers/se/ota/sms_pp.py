@@ -15,7 +15,8 @@
    GP secure channel) and the RAM commands run until the first error status word;
 5. the PoR (:func:`~paylab.lab.protocol.ota.scp80.build_response_packet`, secured as SPI byte 2
    asks, with the ``02 71 00`` header) is the ENVELOPE's response data with 9000, when SPI
-   byte 2 asks for one (always, or on error).
+   byte 2 asks for one (always, or on error). It is not cut to what an SMS-DELIVER-REPORT can
+   carry, and "PoR via SMS-SUBMIT" (SPI byte 2 b6) is answered the same way (no proactive SEND SMS).
 
 The runtime commits everything the ENVELOPE changed (card content and counter) in one commit.
 
@@ -39,13 +40,13 @@ counters to keys to the receiving entity].
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from paylab.lab.protocol.apdu import CommandApdu
 from paylab.lab.protocol.errors import OtaError
 from paylab.lab.protocol.ota.ram import TAR_ISD
 from paylab.lab.protocol.ota.scp80 import (
+    KeyResolver,
     OtaKeys,
     PorStatus,
     build_response_packet,
@@ -161,7 +162,7 @@ class SmsPpDownloadHandler:
         return entry.aid, binding.get("msl")
 
     @staticmethod
-    def _resolver(se: SecureElement, target: bytes) -> Callable[[int, int, bytes], tuple[bytes, bytes]]:
+    def _resolver(se: SecureElement, target: bytes) -> KeyResolver:
         key_sets = ota_config(se).get("key_sets", {}).get(target.hex().upper(), {})
 
         def resolve(kic: int, kid: int, tar: bytes) -> tuple[bytes, bytes]:
