@@ -25,7 +25,7 @@ from .applet import ApduContext, Applet, Interface, Reply
 from .catalog import Catalog
 from .errors import CardPoweredOff, ISOException, PowerLost
 from .form_factor import FormFactor
-from .image import CardImage
+from .image import CardImage, dumps, loads
 from .registry import CARD_LOCKED, CARD_TERMINATED, PRIV_DEFAULT_SELECTED, Registry, RegistryEntry
 
 TearHook = Callable[[str, int], int | None]
@@ -198,16 +198,24 @@ class SecureElement:
         """Process one C-APDU on an internal channel, *without* committing: the enclosing APDU
         (e.g. the ENVELOPE) commits or rolls back everything at once. SELECT by AID, MANAGE CHANNEL
         and the logical-channel bits of CLA are handled as on channel 0. Returns the R-APDU bytes.
-        A failing command rolls back nothing by itself: callers stop at the first error SW, as
-        RAM does (ETSI TS 102 226 clause 5.1.2)."""
+        Callers stop at the first error SW, as RAM does (ETSI TS 102 226 clause 5.1.2); a command
+        failing with a status word leaves no half-applied state (its own writes are undone)."""
         try:
             cmd = CommandApdu.decode(raw)
         except ApduError:
             return b"\x67\x00"
+        before = dumps(self.image.state)
         try:
             reply = self._dispatch(cmd, number, "contact")
         except ISOException as exc:
+            self.image.state = loads(before)  # the failing command's own writes are undone
             reply = Reply(sw=exc.sw)
+        except PowerLost:
+            raise
+        except Exception as exc:  # as in transmit: an applet bug is 6F00, never an escape
+            self.image.state = loads(before)
+            self.faults.append(f"internal APDU {raw.hex().upper()}: {type(exc).__name__}: {exc}")
+            reply = Reply(sw=0x6F00)
         return ResponseApdu(reply.data, reply.sw >> 8, reply.sw & 0xFF).encode()
 
     def sessions_of(self, aid: bytes) -> list[dict[str, Any]]:
