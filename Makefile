@@ -15,7 +15,8 @@ PYTEST_ARGS ?=
 SYSTEM_DEPS := \
 	"$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))'|python3" \
 	"$(PYTHON) -c 'import ensurepip; ensurepip.version()'|python3-venv" \
-	"command -v gcc|gcc"
+	"command -v gcc|gcc" \
+	"command -v initdb || ls /usr/lib/postgresql/*/bin/initdb|postgresql"
 
 .PHONY: demo test lint bench system-deps venv clean
 
