@@ -32,17 +32,20 @@ from dataclasses import dataclass, field
 from ..apdu import CommandApdu, ResponseApdu
 from ..crypto import primitives
 from ..crypto.mac import iso9797_mac_alg1, iso9797_mac_alg3
-from ..errors import ApduError, CryptoError, SecureChannelError
+from ..errors import CryptoError, SecureChannelError
 from .keys import StaticKeys, unwrap_key_component, wrap_key_component
 from .session import (
-    SW_CONDITIONS_OF_USE,
+    CLA_GP,
+    INS_EXTERNAL_AUTHENTICATE,
     SW_INCORRECT_P1P2,
-    SW_REFERENCED_DATA_NOT_FOUND,
-    SW_WRONG_LENGTH,
     ChannelState,
     Role,
     SecureChannelSession,
     SecurityLevel,
+    card_check_init_update,
+    check_init_update_response,
+    check_len,
+    initialize_update_command,
     lc_field,
     rebuild,
     sm_indicator,
@@ -73,9 +76,6 @@ CONST_R_MAC = b"\x01\x02"
 CONST_DEK = b"\x01\x81"
 CONST_ENC = b"\x01\x82"
 
-_CLA_GP = 0x80
-_INS_INITIALIZE_UPDATE = 0x50
-_INS_EXTERNAL_AUTHENTICATE = 0x82
 _IU_RESPONSE_LENGTH = 28
 
 
@@ -94,16 +94,11 @@ def _check_scp02_key(key: bytes, name: str) -> None:
         raise CryptoError(f"SCP02 {name} key must be a 16-byte double-length 3DES key, got {len(key)}")
 
 
-def _check_len(value: bytes, length: int, name: str) -> None:
-    if len(value) != length:
-        raise SecureChannelError(f"{name} must be {length} bytes, got {len(value)}", sw=SW_WRONG_LENGTH)
-
-
 def derive_session_key(static_key: bytes, constant: bytes, sequence_counter: bytes) -> bytes:
     """One session key: ``3DES-CBC_K(constant || seq || 00*12)``, IV 0 (GP v2.3 Annex E.4.1)."""
     _check_scp02_key(static_key, "static")
-    _check_len(constant, 2, "derivation constant")
-    _check_len(sequence_counter, 2, "sequence counter")
+    check_len(constant, 2, "derivation constant")
+    check_len(sequence_counter, 2, "sequence counter")
     return primitives.cbc_encrypt("3des", static_key, constant + sequence_counter + bytes(12))
 
 
@@ -206,9 +201,7 @@ class Scp02Session(SecureChannelSession):
     def host_initialize_update(cls, keys: StaticKeys, host_challenge: bytes, *,
                                kvn: int | None = None) -> bytes:
         """The INITIALIZE UPDATE C-APDU ``80 50 KVN 00 08 hostCh 00`` (Annex E.5.1)."""
-        _check_len(host_challenge, 8, "host challenge")
-        return bytes([_CLA_GP, _INS_INITIALIZE_UPDATE, keys.kvn if kvn is None else kvn, 0x00, 8]) \
-            + host_challenge + b"\x00"
+        return initialize_update_command(keys.kvn if kvn is None else kvn, host_challenge)
 
     @classmethod
     def host_from_init_update_response(cls, keys: StaticKeys, host_challenge: bytes,
@@ -221,22 +214,14 @@ class Scp02Session(SecureChannelSession):
         The card may answer with another KVN than requested (P1 00, or card-specific mapping);
         the KVN it reports is kept in ``kvn``.
         """
-        _check_len(host_challenge, 8, "host challenge")
-        if len(response_data) != _IU_RESPONSE_LENGTH:
-            raise SecureChannelError(
-                f"INITIALIZE UPDATE response must be {_IU_RESPONSE_LENGTH} bytes, got {len(response_data)}",
-                sw=SW_WRONG_LENGTH)
-        div, kvn, scp = response_data[:10], response_data[10], response_data[11]
+        check_init_update_response(host_challenge, response_data, scp=SCP02, lengths=(_IU_RESPONSE_LENGTH,))
+        div, kvn = response_data[:10], response_data[10]
         seq, card_ch, card_crypto = response_data[12:14], response_data[14:20], response_data[20:28]
-        if scp != SCP02:
-            raise SecureChannelError(f"card answered SCP{scp:02X}, expected SCP02", sw=SW_CONDITIONS_OF_USE)
         session = cls(Role.HOST, keys, i=i, level=validate_level(level, i), kvn=kvn,
                       host_challenge=bytes(host_challenge), sequence_counter=bytes(seq),
                       card_challenge=bytes(card_ch), key_diversification_data=bytes(div))
-        expected = card_cryptogram(session.session_keys.enc, host_challenge, seq, card_ch)
-        if not hmac.compare_digest(expected, card_crypto):
-            session.close()
-            raise SecureChannelError("card cryptogram mismatch (wrong keys or not the expected card)")
+        session._verify_card_cryptogram(card_cryptogram(session.session_keys.enc, host_challenge, seq, card_ch),
+                                        card_crypto)
         return session
 
     def external_authenticate(self) -> bytes:
@@ -245,7 +230,7 @@ class Scp02Session(SecureChannelSession):
         self._require(Role.HOST, ChannelState.AWAITING_EXTERNAL_AUTHENTICATE)
         cryptogram = host_cryptogram(self.session_keys.enc, self.host_challenge,
                                      self.sequence_counter, self.card_challenge)
-        plain = CommandApdu(_CLA_GP, _INS_EXTERNAL_AUTHENTICATE, int(self._level), 0x00, cryptogram)
+        plain = CommandApdu(CLA_GP, INS_EXTERNAL_AUTHENTICATE, int(self._level), 0x00, cryptogram)
         wrapped, mac = self._protect(plain, encrypt=False)
         self._last_cmac = mac
         self._state = ChannelState.OPEN
@@ -285,26 +270,16 @@ class Scp02Session(SecureChannelSession):
         or 6 bytes from ``random_bytes``; the card increments ``sequence_counter`` after a
         successful EXTERNAL AUTHENTICATE, outside this pure code.
         """
-        try:
-            cmd = CommandApdu.decode(capdu)
-        except ApduError as exc:
-            raise SecureChannelError(f"malformed INITIALIZE UPDATE: {exc}", sw=SW_WRONG_LENGTH) from exc
-        if cmd.ins != _INS_INITIALIZE_UPDATE or cmd.cla & 0xFC != _CLA_GP:
-            raise SecureChannelError("not an INITIALIZE UPDATE command", sw=SW_CONDITIONS_OF_USE)
-        if cmd.p1 not in (0x00, keys.kvn):
-            raise SecureChannelError(f"key version 0x{cmd.p1:02X} not found", sw=SW_REFERENCED_DATA_NOT_FOUND)
-        if cmd.p2 != 0x00:
-            raise SecureChannelError(f"INITIALIZE UPDATE P2 0x{cmd.p2:02X} must be 00", sw=SW_INCORRECT_P1P2)
-        _check_len(cmd.data, 8, "host challenge")
-        _check_len(sequence_counter, 2, "sequence counter")
-        _check_len(key_diversification_data, 10, "key diversification data")
+        host_ch = card_check_init_update(capdu, keys.kvn, sequence_counter=sequence_counter,
+                                         sequence_counter_length=2,
+                                         key_diversification_data=key_diversification_data)
         card_ch = random_bytes(6) if card_challenge is None else card_challenge
-        _check_len(card_ch, 6, "card challenge")
+        check_len(card_ch, 6, "card challenge")
         session = cls(Role.CARD, keys, i=i, level=SecurityLevel.NONE, kvn=keys.kvn,
-                      host_challenge=cmd.data, sequence_counter=bytes(sequence_counter),
+                      host_challenge=host_ch, sequence_counter=bytes(sequence_counter),
                       card_challenge=bytes(card_ch),
                       key_diversification_data=bytes(key_diversification_data))
-        cryptogram = card_cryptogram(session.session_keys.enc, cmd.data, sequence_counter, card_ch)
+        cryptogram = card_cryptogram(session.session_keys.enc, host_ch, sequence_counter, card_ch)
         response = (bytes(key_diversification_data) + bytes([keys.kvn, SCP02]) + bytes(sequence_counter)
                     + bytes(card_ch) + cryptogram)
         return session, response
@@ -313,14 +288,7 @@ class Scp02Session(SecureChannelSession):
         """Verify EXTERNAL AUTHENTICATE (host cryptogram and C-MAC, zero ICV) and open the
         session at P1's level. On failure the session closes: 6982 for a bad cryptogram/MAC,
         6A86 for an unsupported level (Annex E.5.2.4)."""
-        self._require(Role.CARD, ChannelState.AWAITING_EXTERNAL_AUTHENTICATE)
-        cmd = self._decode_protected(capdu)
-        if cmd.ins != _INS_EXTERNAL_AUTHENTICATE or cmd.p2 != 0x00 or len(cmd.data) != 16:
-            self._fail("not an EXTERNAL AUTHENTICATE command", SW_CONDITIONS_OF_USE)
-        try:
-            level = validate_level(cmd.p1, self._i)
-        except SecureChannelError as exc:
-            self._fail(str(exc), exc.sw)
+        cmd, level = self._card_begin_external_authenticate(capdu, validate_level)
         expected = host_cryptogram(self.session_keys.enc, self.host_challenge,
                                    self.sequence_counter, self.card_challenge)
         if not hmac.compare_digest(expected, cmd.data[:8]):

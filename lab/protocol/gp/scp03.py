@@ -36,17 +36,22 @@ from dataclasses import dataclass, field
 
 from ..apdu import CommandApdu, ResponseApdu
 from ..crypto import primitives
-from ..errors import ApduError, CryptoError, SecureChannelError
+from ..errors import CryptoError, SecureChannelError
 from .keys import StaticKeys, unwrap_key_component, wrap_key_component
 from .session import (
+    CLA_GP,
+    INS_EXTERNAL_AUTHENTICATE,
     SW_CONDITIONS_OF_USE,
     SW_INCORRECT_P1P2,
-    SW_REFERENCED_DATA_NOT_FOUND,
     SW_WRONG_LENGTH,
     ChannelState,
     Role,
     SecureChannelSession,
     SecurityLevel,
+    card_check_init_update,
+    check_init_update_response,
+    check_len,
+    initialize_update_command,
     is_error_sw,
     lc_field,
     rebuild,
@@ -73,9 +78,7 @@ DERIVE_S_ENC = 0x04
 DERIVE_S_MAC = 0x06
 DERIVE_S_RMAC = 0x07
 
-_CLA_GP = 0x80
-_INS_INITIALIZE_UPDATE = 0x50
-_INS_EXTERNAL_AUTHENTICATE = 0x82
+_IU_RESPONSE_LENGTHS = (29, 32)  # without / with the sequence counter
 _BLOCK = 16
 
 
@@ -91,11 +94,6 @@ class Scp03SessionKeys:
 def _check_aes_key(key: bytes, name: str) -> None:
     if len(key) not in (16, 24, 32):
         raise CryptoError(f"SCP03 {name} key must be 16, 24 or 32 bytes (AES), got {len(key)}")
-
-
-def _check_len(value: bytes, length: int, name: str) -> None:
-    if len(value) != length:
-        raise SecureChannelError(f"{name} must be {length} bytes, got {len(value)}", sw=SW_WRONG_LENGTH)
 
 
 def kdf(key: bytes, constant: int, context: bytes, length_bits: int) -> bytes:
@@ -142,7 +140,7 @@ def pseudo_random_card_challenge(static_enc: bytes, sequence_counter: bytes, aid
     """Pseudo-random card challenge: KDF(static ENC, 02, seq(3) || AID of the selected security
     domain, 64 bits) (Amendment D 6.2.2.1). Reproduces the pysim real-card traces (an eUICC, AID
     of the ISD-R ``A0000005591010FFFFFFFF8900000100``)."""
-    _check_len(sequence_counter, 3, "sequence counter")
+    check_len(sequence_counter, 3, "sequence counter")
     return kdf(static_enc, DERIVE_CARD_CHALLENGE, sequence_counter + aid, 64)
 
 
@@ -233,9 +231,7 @@ class Scp03Session(SecureChannelSession):
     def host_initialize_update(cls, keys: StaticKeys, host_challenge: bytes, *,
                                kvn: int | None = None) -> bytes:
         """The INITIALIZE UPDATE C-APDU ``80 50 KVN 00 08 hostCh 00`` (Amendment D 7.1.1)."""
-        _check_len(host_challenge, 8, "host challenge")
-        return bytes([_CLA_GP, _INS_INITIALIZE_UPDATE, keys.kvn if kvn is None else kvn, 0x00, 8]) \
-            + host_challenge + b"\x00"
+        return initialize_update_command(keys.kvn if kvn is None else kvn, host_challenge)
 
     @classmethod
     def host_from_init_update_response(cls, keys: StaticKeys, host_challenge: bytes,
@@ -248,16 +244,10 @@ class Scp03Session(SecureChannelSession):
         ``i`` comes from the card's response; ``expected_i`` optionally pins it. With ``aid`` (the
         selected security domain) a pseudo-random card challenge is checked too (6.2.2.1).
         """
-        _check_len(host_challenge, 8, "host challenge")
-        if len(response_data) not in (29, 32):
-            raise SecureChannelError(
-                f"INITIALIZE UPDATE response must be 29 or 32 bytes, got {len(response_data)}",
-                sw=SW_WRONG_LENGTH)
-        div, kvn, scp, i = response_data[:10], response_data[10], response_data[11], response_data[12]
+        check_init_update_response(host_challenge, response_data, scp=SCP03, lengths=_IU_RESPONSE_LENGTHS)
+        div, kvn, i = response_data[:10], response_data[10], response_data[12]
         card_ch, card_crypto = response_data[13:21], response_data[21:29]
         seq = bytes(response_data[29:32]) or None
-        if scp != SCP03:
-            raise SecureChannelError(f"card answered SCP{scp:02X}, expected SCP03", sw=SW_CONDITIONS_OF_USE)
         if expected_i is not None and i != expected_i:
             raise SecureChannelError(f"card uses i=0x{i:02X}, expected 0x{expected_i:02X}",
                                      sw=SW_CONDITIONS_OF_USE)
@@ -270,10 +260,8 @@ class Scp03Session(SecureChannelSession):
         session = cls(Role.HOST, keys, i=i, level=validate_level(level, i), kvn=kvn,
                       host_challenge=bytes(host_challenge), card_challenge=bytes(card_ch),
                       sequence_counter=seq, key_diversification_data=bytes(div))
-        expected = card_cryptogram(session.session_keys.mac, host_challenge, card_ch)
-        if not hmac.compare_digest(expected, card_crypto):
-            session.close()
-            raise SecureChannelError("card cryptogram mismatch (wrong keys or not the expected card)")
+        session._verify_card_cryptogram(card_cryptogram(session.session_keys.mac, host_challenge, card_ch),
+                                        card_crypto)
         return session
 
     def external_authenticate(self) -> bytes:
@@ -281,8 +269,8 @@ class Scp03Session(SecureChannelSession):
         C-MAC chained from 16 zero bytes. The host considers the session open from here."""
         self._require(Role.HOST, ChannelState.AWAITING_EXTERNAL_AUTHENTICATE)
         cryptogram = host_cryptogram(self.session_keys.mac, self.host_challenge, self.card_challenge)
-        cla = _CLA_GP | sm_indicator(_CLA_GP)
-        wrapped = CommandApdu(cla, _INS_EXTERNAL_AUTHENTICATE, int(self._level), 0x00, cryptogram)
+        cla = CLA_GP | sm_indicator(CLA_GP)
+        wrapped = CommandApdu(cla, INS_EXTERNAL_AUTHENTICATE, int(self._level), 0x00, cryptogram)
         wrapped = self._append_cmac(wrapped)
         self._state = ChannelState.OPEN
         return wrapped.encode()
@@ -344,19 +332,9 @@ class Scp03Session(SecureChannelSession):
         else, with ``i`` b5 (pseudo-random), derived from ``sequence_counter`` and ``aid``; else
         8 bytes of ``random_bytes``. The sequence counter is sent only in pseudo-random mode.
         """
-        try:
-            cmd = CommandApdu.decode(capdu)
-        except ApduError as exc:
-            raise SecureChannelError(f"malformed INITIALIZE UPDATE: {exc}", sw=SW_WRONG_LENGTH) from exc
-        if cmd.ins != _INS_INITIALIZE_UPDATE or cmd.cla & 0xFC != _CLA_GP:
-            raise SecureChannelError("not an INITIALIZE UPDATE command", sw=SW_CONDITIONS_OF_USE)
-        if cmd.p1 not in (0x00, keys.kvn):
-            raise SecureChannelError(f"key version 0x{cmd.p1:02X} not found", sw=SW_REFERENCED_DATA_NOT_FOUND)
-        if cmd.p2 != 0x00:
-            raise SecureChannelError(f"INITIALIZE UPDATE P2 0x{cmd.p2:02X} must be 00", sw=SW_INCORRECT_P1P2)
-        _check_len(cmd.data, 8, "host challenge")
-        _check_len(sequence_counter, 3, "sequence counter")
-        _check_len(key_diversification_data, 10, "key diversification data")
+        host_ch = card_check_init_update(capdu, keys.kvn, sequence_counter=sequence_counter,
+                                         sequence_counter_length=3,
+                                         key_diversification_data=key_diversification_data)
         _validate_i(i)
         if card_challenge is not None:
             card_ch = bytes(card_challenge)
@@ -367,12 +345,12 @@ class Scp03Session(SecureChannelSession):
             card_ch = pseudo_random_card_challenge(keys.enc, sequence_counter, aid)
         else:
             card_ch = random_bytes(8)
-        _check_len(card_ch, 8, "card challenge")
+        check_len(card_ch, 8, "card challenge")
         seq = bytes(sequence_counter) if i & I_PSEUDO_RANDOM_CHALLENGE else None
         session = cls(Role.CARD, keys, i=i, level=SecurityLevel.NONE, kvn=keys.kvn,
-                      host_challenge=cmd.data, card_challenge=card_ch, sequence_counter=seq,
+                      host_challenge=host_ch, card_challenge=card_ch, sequence_counter=seq,
                       key_diversification_data=bytes(key_diversification_data))
-        cryptogram = card_cryptogram(session.session_keys.mac, cmd.data, card_ch)
+        cryptogram = card_cryptogram(session.session_keys.mac, host_ch, card_ch)
         response = (bytes(key_diversification_data) + bytes([keys.kvn, SCP03, i]) + card_ch + cryptogram
                     + (seq or b""))
         return session, response
@@ -381,14 +359,7 @@ class Scp03Session(SecureChannelSession):
         """Verify EXTERNAL AUTHENTICATE (host cryptogram, C-MAC from a zero chain) and open the
         session at P1's level. On failure the session closes: 6982 for a bad cryptogram/MAC,
         6A86 for an invalid level (Amendment D 7.1.2.3)."""
-        self._require(Role.CARD, ChannelState.AWAITING_EXTERNAL_AUTHENTICATE)
-        cmd = self._decode_protected(capdu)
-        if cmd.ins != _INS_EXTERNAL_AUTHENTICATE or cmd.p2 != 0x00 or len(cmd.data) != 16:
-            self._fail("not an EXTERNAL AUTHENTICATE command", SW_CONDITIONS_OF_USE)
-        try:
-            level = validate_level(cmd.p1, self._i)
-        except SecureChannelError as exc:
-            self._fail(str(exc), exc.sw)
+        cmd, level = self._card_begin_external_authenticate(capdu, validate_level)
         expected = host_cryptogram(self.session_keys.mac, self.host_challenge, self.card_challenge)
         if not hmac.compare_digest(expected, cmd.data[:8]):
             self._fail("host cryptogram mismatch")

@@ -15,7 +15,9 @@ extended) of the plain one, so a card hands back exactly what the host wrapped.
 from __future__ import annotations
 
 import enum
+import hmac
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import NoReturn
 
 from ..apdu import EXTENDED_MAX_NC, SHORT_MAX_NC, CommandApdu
@@ -28,6 +30,12 @@ SW_CONDITIONS_OF_USE = 0x6985
 SW_INCORRECT_P1P2 = 0x6A86
 SW_WRONG_LENGTH = 0x6700
 SW_REFERENCED_DATA_NOT_FOUND = 0x6A88
+
+#: CLA and INS of the commands that open a channel, the same in SCP02 and SCP03 (GP v2.3 Annex E.5,
+#: Amendment D 7.1).
+CLA_GP = 0x80
+INS_INITIALIZE_UPDATE = 0x50
+INS_EXTERNAL_AUTHENTICATE = 0x82
 
 
 class SecurityLevel(enum.IntFlag):
@@ -86,6 +94,57 @@ def rebuild(cmd: CommandApdu, cla: int, data: bytes) -> CommandApdu:
     """``cmd`` with a new CLA and data field, Le kept, and the length form (short or extended)
     kept: a short command whose protected data no longer fits raises :class:`ApduError`."""
     return CommandApdu(cla, cmd.ins, cmd.p1, cmd.p2, data, cmd.le, extended=cmd.is_extended)
+
+
+def check_len(value: bytes, length: int, name: str) -> None:
+    """:class:`SecureChannelError` (6700) unless ``value`` is ``length`` bytes long."""
+    if len(value) != length:
+        raise SecureChannelError(f"{name} must be {length} bytes, got {len(value)}", sw=SW_WRONG_LENGTH)
+
+
+# --- INITIALIZE UPDATE (GP v2.3 Annex E.5.1, Amendment D 7.1.1) ------------------------------------
+
+def initialize_update_command(kvn: int, host_challenge: bytes) -> bytes:
+    """Host: the INITIALIZE UPDATE C-APDU ``80 50 KVN 00 08 hostCh 00``."""
+    check_len(host_challenge, 8, "host challenge")
+    return bytes([CLA_GP, INS_INITIALIZE_UPDATE, kvn, 0x00, 8]) + host_challenge + b"\x00"
+
+
+def check_init_update_response(host_challenge: bytes, response_data: bytes, *, scp: int,
+                               lengths: tuple[int, ...]) -> None:
+    """Host: the host challenge is 8 bytes, the response data (without SW) has one of ``lengths``
+    (else 6700) and names ``scp`` after ``div(10) KVN`` (else 6985)."""
+    check_len(host_challenge, 8, "host challenge")
+    if len(response_data) not in lengths:
+        raise SecureChannelError(
+            f"INITIALIZE UPDATE response must be {' or '.join(map(str, lengths))} bytes, got {len(response_data)}",
+            sw=SW_WRONG_LENGTH)
+    if response_data[11] != scp:
+        raise SecureChannelError(f"card answered SCP{response_data[11]:02X}, expected SCP{scp:02X}",
+                                 sw=SW_CONDITIONS_OF_USE)
+
+
+def card_check_init_update(capdu: bytes, kvn: int, *, sequence_counter: bytes, sequence_counter_length: int,
+                           key_diversification_data: bytes) -> bytes:
+    """Card: parse INITIALIZE UPDATE and check it and the card's own inputs; returns the host challenge.
+
+    6700 for a malformed APDU or a wrong length, 6985 for another command, 6A88 for a P1 that is
+    neither 00 nor ``kvn``, 6A86 for a P2 other than 00.
+    """
+    try:
+        cmd = CommandApdu.decode(capdu)
+    except ApduError as exc:
+        raise SecureChannelError(f"malformed INITIALIZE UPDATE: {exc}", sw=SW_WRONG_LENGTH) from exc
+    if cmd.ins != INS_INITIALIZE_UPDATE or cmd.cla & 0xFC != CLA_GP:
+        raise SecureChannelError("not an INITIALIZE UPDATE command", sw=SW_CONDITIONS_OF_USE)
+    if cmd.p1 not in (0x00, kvn):
+        raise SecureChannelError(f"key version 0x{cmd.p1:02X} not found", sw=SW_REFERENCED_DATA_NOT_FOUND)
+    if cmd.p2 != 0x00:
+        raise SecureChannelError(f"INITIALIZE UPDATE P2 0x{cmd.p2:02X} must be 00", sw=SW_INCORRECT_P1P2)
+    check_len(cmd.data, 8, "host challenge")
+    check_len(sequence_counter, sequence_counter_length, "sequence counter")
+    check_len(key_diversification_data, 10, "key diversification data")
+    return cmd.data
 
 
 class SecureChannelSession(ABC):
@@ -163,6 +222,27 @@ class SecureChannelSession(ABC):
         if len(cmd.data) < 8:
             self._fail("protected command too short to hold a C-MAC", SW_WRONG_LENGTH)
         return cmd
+
+    def _card_begin_external_authenticate(
+        self, capdu: bytes, validate_level: Callable[[int, int], SecurityLevel],
+    ) -> tuple[CommandApdu, SecurityLevel]:
+        """Card: parse EXTERNAL AUTHENTICATE (``84 82 SL 00 10 ..``, C-MAC present) and check its
+        level with the protocol's ``validate_level``; a bad command or level closes the session."""
+        self._require(Role.CARD, ChannelState.AWAITING_EXTERNAL_AUTHENTICATE)
+        cmd = self._decode_protected(capdu)
+        if cmd.ins != INS_EXTERNAL_AUTHENTICATE or cmd.p2 != 0x00 or len(cmd.data) != 16:
+            self._fail("not an EXTERNAL AUTHENTICATE command", SW_CONDITIONS_OF_USE)
+        try:
+            level = validate_level(cmd.p1, self._i)
+        except SecureChannelError as exc:
+            self._fail(str(exc), exc.sw)
+        return cmd, level
+
+    def _verify_card_cryptogram(self, expected: bytes, received: bytes) -> None:
+        """Host: close the session and raise (6982) unless the card's cryptogram is ``expected``."""
+        if not hmac.compare_digest(expected, received):
+            self.close()
+            raise SecureChannelError("card cryptogram mismatch (wrong keys or not the expected card)")
 
     @staticmethod
     def _decode_plain(capdu: bytes) -> CommandApdu:
