@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -52,3 +53,18 @@ def test_embedded_backend_starts_and_stops_twice_on_the_same_state(tmp_path):
                 assert resp.status == 200
             assert set(backend.addresses) >= {"acquirer", "switch", "http"}
             backend.ctx.ledger.check_invariants()
+
+
+def test_embedded_backend_mounts_the_tsm_network_with_signed_apis(tmp_path):
+    config = load_config(overrides={"state_dir": tmp_path})
+    with EmbeddedBackend(config) as backend:
+        request = urllib.request.Request(f"{backend.http_url}/mtps/se/NO-SUCH-SE")
+        try:
+            urllib.request.urlopen(request, timeout=10)
+            status, body = 200, {}
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, json.loads(exc.read())
+        assert status == 401  # unsigned institution request refused
+        assert "error" in body
+        assert backend.tsm is not None
+        assert backend.tsm.routers()

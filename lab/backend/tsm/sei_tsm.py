@@ -57,6 +57,8 @@ SSD_PRIVILEGES = bytes.fromhex("80C000")
 """Security domain; trusted path, authorized management (GP 2.3 Table 6-1): the SP manages its own SSD."""
 FIRST_KVN = 0x01
 OTA_KEY_SET = 1
+_PUBLIC = StaticKeys.single(bytes(16))
+"""Stands in for keys where a session only reads public data objects (``run_plain``): never used."""
 
 
 def new_ota_keys(rng: Any) -> OtaKeys:
@@ -146,7 +148,7 @@ class SeiTsm:
     def eligibility(self, se_id: str, *, memory: int = 0) -> dict[str, Any]:
         """Check CPLC and free memory over the air; :class:`NotEligible` naming every failed check."""
         se = self._se(se_id)
-        sd = SdSession(self.route(se), bytes.fromhex(se.isd_aid), StaticKeys.single(bytes(16)), rng=self.ctx.rng)
+        sd = SdSession(self.route(se), bytes.fromhex(se.isd_aid), _PUBLIC, rng=self.ctx.rng)
         commands = [CommandApdu(0x80, 0xCA, 0x9F, 0x7F, le=256), CommandApdu(0x80, 0xCA, 0xFF, 0x21, le=256)]
         answers = sd.run_plain(commands)
         for command, answer in itertools.zip_longest(commands, answers[:2]):
@@ -207,7 +209,7 @@ class SeiTsm:
         """The SP-TSM says it replaced the first key set: check on the card, then forget those keys."""
         se = self._se(se_id)
         ssd = self._owned_ssd(se_id, ssd_aid, sp)
-        sd = SdSession(self.route(se), ssd_aid, StaticKeys.single(bytes(16)), rng=self.ctx.rng)
+        sd = SdSession(self.route(se), ssd_aid, _PUBLIC, rng=self.ctx.rng)
         versions = key_versions(sd.get_data(0xE0))
         if ssd.kvn in versions:
             raise Conflict(f"handover not done: key version {ssd.kvn:02X} still opens SSD {aid_hex(ssd_aid)}")
