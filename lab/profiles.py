@@ -38,13 +38,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
+from typing import Any, Literal, NoReturn
 
 from .protocol import dol
 from .protocol.crypto import emv
-from .protocol.errors import DolError, PaylabError
+from .protocol.errors import DolError
+from .yaml_fields import FieldError, FieldReader, parse_yaml, read_text
 
 AccountKind = Literal["ecash", "debit+ecash", "credit+ecash"]
 ACCOUNT_KINDS: tuple[str, ...] = ("ecash", "debit+ecash", "credit+ecash")
@@ -79,19 +78,14 @@ _DIGITS_RE = re.compile(r"[0-9]+")
 MAX_AMOUNT = 10**12 - 1
 
 
-class ProfileError(PaylabError, ValueError):
+class ProfileError(FieldError):
     """A card profile is invalid: ``field`` names the profile field, ``problem`` says what is wrong.
 
     ``str()`` is one line: ``profile field 'pan': not 12-19 digits`` (plus ``(in <file>)`` when the
     profile came from a file).
     """
 
-    def __init__(self, field_name: str, problem: str, *, source: str | None = None) -> None:
-        self.field = field_name
-        self.problem = problem
-        self.source = source
-        text = f"profile field '{field_name}': {problem}"
-        super().__init__(text + (f" (in {source})" if source else ""))
+    kind = "profile"
 
 
 # -- the profile -----------------------------------------------------------------------------------
@@ -255,21 +249,19 @@ _TOP_FIELDS = {
 }
 
 
-class _Reader:
+class _Reader(FieldReader):
     """Typed access to one mapping of the YAML document; every failure is a :class:`ProfileError`."""
 
     def __init__(self, raw: Mapping[str, Any], prefix: str, source: str | None, allowed: set[str]) -> None:
         self.raw = raw
         self.prefix = prefix
         self.source = source
-        for key in raw:
-            if not isinstance(key, str) or key not in allowed:
-                self.fail(str(key), "unknown field (allowed: " + ", ".join(sorted(allowed)) + ")")
+        self.check_known(raw, allowed)
 
     def name(self, key: str) -> str:
         return f"{self.prefix}{key}"
 
-    def fail(self, key: str, problem: str) -> ProfileError:
+    def fail(self, key: str, problem: str) -> NoReturn:
         raise ProfileError(self.name(key), problem, source=self.source)
 
     def has(self, key: str) -> bool:
@@ -281,9 +273,7 @@ class _Reader:
             if required:
                 self.fail(key, "missing")
             return default
-        if not isinstance(value, str):
-            self.fail(key, f"must be a quoted string, got {type(value).__name__} {value!r}")
-        return value
+        return self.check_text(value, key)
 
     def hex(self, key: str, default: str | None = None, *, lengths: tuple[int, ...] | None = None,
             required: bool = False) -> bytes | None:
@@ -306,11 +296,7 @@ class _Reader:
             if required or default is None:
                 self.fail(key, "missing")
             return default  # type: ignore[return-value]
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, f"must be an integer, got {type(value).__name__} {value!r}")
-        if not low <= value <= high:
-            self.fail(key, f"{value} is outside {low}..{high}")
-        return value
+        return self.check_integer(value, key, low=low, high=high)
 
     def hex_byte(self, key: str, default: int) -> int:
         raw = self.hex(key, f"{default:02X}", lengths=(1,))
@@ -323,9 +309,7 @@ class _Reader:
             if required:
                 self.fail(key, "missing")
             return None
-        if not isinstance(value, Mapping):
-            self.fail(key, f"must be a mapping, got {type(value).__name__}")
-        return _Reader(value, f"{self.name(key)}.", self.source, allowed)
+        return _Reader(self.check_mapping(value, key), f"{self.name(key)}.", self.source, allowed)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -459,9 +443,7 @@ def profile_from_mapping(raw: Mapping[str, Any], *, name: str = "profile", sourc
     r = _Reader(raw, "", where, _TOP_FIELDS)
     if raw.get("test_keys") is not True:
         r.fail("test_keys", "must be true: profiles carry TEST KEYS only, and must say so")
-    account = r.text("account", required=True)
-    if account not in ACCOUNT_KINDS:
-        r.fail("account", f"must be one of {', '.join(ACCOUNT_KINDS)}, got {account!r}")
+    account = r.check_choice(r.text("account", required=True), "account", ACCOUNT_KINDS)
     algorithm = r.text("algorithm", required=True)
     if algorithm not in ("3des", "sm4"):
         r.fail("algorithm", f"must be '3des' or 'sm4', got {algorithm!r}")
@@ -568,23 +550,12 @@ def load_profile(path_or_text: str | Path) -> PbocProfile:
         and (path_or_text.endswith((".yaml", ".yml")) or Path(path_or_text).is_file())
     ):
         source = Path(path_or_text)
-        try:
-            text = source.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ProfileError("(file)", f"cannot read {source}: {exc.strerror or exc}") from None
-        name = source.stem
+        text, name = read_text(source, ProfileError), source.stem
     elif isinstance(path_or_text, str):
         text, name = path_or_text, "profile"
     else:
         raise ProfileError("(document)", f"expected a path or YAML text, got {type(path_or_text).__name__}")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ProfileError("(document)", f"not valid YAML{where}: {problem}",
-                           source=source.name if source else None) from None
+    raw = parse_yaml(text, ProfileError, source.name if source else None)
     return profile_from_mapping(raw, name=name, source=source)
 
 

@@ -41,11 +41,14 @@ Duplicates (ISO practice: the key is TID + STAN + batch)
     same STAN with a *different* message -> **94**.
 
 Reversal (0400 -> 0410, reason code 98 in field 39)
-    Idempotent: the original (same TID, STAN, current batch) is looked up; unknown -> **25**; already
-    reversed -> **00** again; declined with a final code -> **00** (nothing to undo); approved (or
-    ended in 91, outcome unknown) -> a 0420 with field 90 goes to the switch, the merchant credit is
-    undone with a compensating entry and the row is marked ``reversed`` -> **00**. If the switch does
-    not answer, the 0420 continues store-and-forward and the terminal still gets 00.
+    Idempotent: the original (same TID, STAN, current batch) is looked up. Already reversed -> **00**
+    again; declined with a final code -> **00** (nothing to undo); approved (or ended in 91, outcome
+    unknown) -> a 0420 with field 90 goes to the switch, the merchant credit is undone with a
+    compensating entry and the row is marked ``reversed`` -> **00**; if the switch does not answer,
+    the 0420 continues store-and-forward and the terminal still gets 00. Not logged here -> the 0420
+    still goes to the switch (the RRN is deterministic, so the issuer finds an original this host lost
+    after forwarding it) and the terminal gets the issuer's answer: **25** (unknown there too, also
+    on every repeat) or 00 (it was found and reversed).
 
 Settlement (0500 -> 0510)
     Field 48 carries the batch totals (:func:`encode_batch_totals`); the host's totals are the approved,
@@ -68,7 +71,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 
 from ..protocol.crypto.primitives import ecb_decrypt, ecb_encrypt, kcv
 from ..protocol.errors import Iso8583Error, MacError
@@ -87,10 +90,12 @@ from ..protocol.masking import mask_pan
 from .acquirer_models import AcquirerReply
 from .context import BackendContext
 from .iso_tcp import (
+    HostDb,
     IsoClient,
     IsoLinkError,
     IsoServer,
     IsoTimeout,
+    SeenKeys,
     StoreAndForward,
     format_error_reply,
     local_time,
@@ -120,6 +125,14 @@ FINAL_DECLINES_KEEP = frozenset({"91", "96", "98"})
 _AUTH = Authorization.__table__
 _REPLY = AcquirerReply.__table__
 _TERMINAL = Terminal.__table__
+_SELECT_PRIOR = (select(_REPLY.c.request_hash, _REPLY.c.response)
+                 .select_from(_AUTH.join(_REPLY, _REPLY.c.authorization_id == _AUTH.c.id))
+                 .where(_AUTH.c.role == ROLE, _AUTH.c.tid == bindparam("tid"), _AUTH.c.stan == bindparam("stan"),
+                        _AUTH.c.batch == bindparam("batch")))
+_SELECT_STANS = select(_AUTH.c.stan).where(_AUTH.c.role == ROLE, _AUTH.c.tid == bindparam("tid"),
+                                           _AUTH.c.batch == bindparam("batch"))
+_INSERT_AUTH = insert(_AUTH)
+_INSERT_REPLY = insert(_REPLY)
 _TRANSLATED = (2, 3, 4, 11, 12, 13, 14, 22, 23, 25, 26, 35, 36, 41, 42, 49, 52, 53, 55)
 """POS fields copied into the switch-dialect request."""
 _FROM_SWITCH = (38, 44, 54, 55)
@@ -237,6 +250,8 @@ class AcquirerHost:
         self.forwarder = StoreAndForward(self.switch, on_ack=self._advice_acknowledged)
         self.server: IsoServer | None = None
         self.terminals: dict[str, _Terminal] = {}
+        self.db = HostDb(ctx.engine)
+        self._seen = SeenKeys(self._logged_stans)
         self._in_flight: dict[tuple[str, str, int], _InFlight] = {}
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -250,11 +265,21 @@ class AcquirerHost:
         """(Re)read the terminals table into memory."""
         with self.ctx.session(write=False) as s:
             rows = s.execute(select(_TERMINAL)).all()
-        self.terminals = {
-            row.tid: _Terminal(row.tid, row.mid, bytes.fromhex(row.tmk), bytes.fromhex(row.mak) if row.mak else None,
-                               row.batch_no, bool(row.signed_on))
-            for row in rows
-        }
+        self.terminals = {row.tid: _terminal_of(row) for row in rows}
+
+    def _terminal(self, tid: str) -> _Terminal | None:
+        """The terminal from memory, or from the table (a terminal seeded after the start)."""
+        term = self.terminals.get(tid)
+        if term is None:
+            with self.db.read() as s:
+                row = s.execute(select(_TERMINAL).where(_TERMINAL.c.tid == tid)).first()
+            if row is not None:
+                term = self.terminals[tid] = _terminal_of(row)
+        return term
+
+    def _logged_stans(self, tid: str, batch: int) -> list[str]:
+        with self.db.read() as s:
+            return list(s.scalars(_SELECT_STANS, {"tid": tid, "batch": batch}))
 
     @property
     def address(self) -> tuple[str, int]:
@@ -279,7 +304,7 @@ class AcquirerHost:
             log.warning("acquirer: format error: %s", exc)
             return format_error_reply(raw, "cup-pos")
         tid = msg.fields.get(41)
-        term = self.terminals.get(tid) if isinstance(tid, str) else None
+        term = self._terminal(tid) if isinstance(tid, str) else None
         if msg.mti == "0800":
             return self._sign_on(msg, term)
         if term is None or not term.signed_on or term.mak is None:
@@ -292,12 +317,16 @@ class AcquirerHost:
             return encode_message(response_to(msg, "A0"), "cup-pos")
         if msg.fields.get(42) != term.mid:
             return self._answer(term, response_to(msg, "03"))
-        if msg.mti in ("0200", "0100"):
-            return await self._financial(msg, term)
-        if msg.mti == "0400":
-            return await self._reversal(msg, term)
-        if msg.mti == "0500":
-            return self._settle(msg, term)
+        try:
+            if msg.mti in ("0200", "0100"):
+                return await self._financial(msg, term)
+            if msg.mti == "0400":
+                return await self._reversal(msg, term)
+            if msg.mti == "0500":
+                return self._settle(msg, term)
+        except Exception:
+            log.exception("acquirer: %s STAN %s of %s failed: 96", msg.mti, msg.fields.get(11), term.tid)
+            return self._answer(term, response_to(msg, "96"))
         return self._answer(term, response_to(msg, "12"))
 
     @staticmethod
@@ -347,11 +376,10 @@ class AcquirerHost:
             if running.digest != digest:
                 return self._answer(term, response_to(msg, "94"))
             return self._remac(term, await asyncio.shield(running.done))
-        with self.ctx.session(write=False) as s:
-            prior = s.execute(select(_REPLY.c.request_hash, _REPLY.c.response)
-                              .select_from(_AUTH.join(_REPLY, _REPLY.c.authorization_id == _AUTH.c.id))
-                              .where(_AUTH.c.role == ROLE, _AUTH.c.tid == term.tid, _AUTH.c.stan == stan,
-                                     _AUTH.c.batch == term.batch)).first()
+        prior = None
+        if (term.tid, term.batch, stan) in self._seen:
+            with self.db.read() as s:
+                prior = s.execute(_SELECT_PRIOR, {"tid": term.tid, "stan": stan, "batch": term.batch}).first()
         if prior is not None:
             if prior.request_hash != digest:
                 log.info("acquirer: duplicate STAN %s in batch %d of %s with another message: 94", stan,
@@ -397,23 +425,44 @@ class AcquirerHost:
         extra: dict[int, str | bytes] = {37: rrn}
         if answer is not None:
             extra.update({n: answer.fields[n] for n in _FROM_SWITCH if n in answer.fields})
-        response = response_to(msg, rc, extra=extra)
-        raw = self._answer(term, response)
+        try:
+            raw = self._answer(term, response_to(msg, rc, extra=extra))
+        except Iso8583Error as exc:  # a switch field the POS dialect cannot carry: keep the essentials
+            log.warning("acquirer: switch answer for STAN %s not representable in the POS dialect (%s)", stan, exc)
+            raw = self._answer(term, response_to(msg, rc, extra={n: v for n, v in extra.items() if n in (37, 38, 55)}))
         amount = int(f[4]) if isinstance(f.get(4), str) else 0  # type: ignore[arg-type]
         approved = rc == "00"
         entry_id = f"acquirer:sale:{term.tid}:{term.batch}:{stan}" if approved and txn == "purchase" else None
-        with self.ctx.session() as s:
+        try:
+            self._log(msg, term, request=request, rc=rc, extra=extra, raw=raw, digest=digest, ts=ts, amount=amount,
+                      entry_id=entry_id)
+        except Exception:
+            # not logged, so not answered: undo downstream what the issuer may have approved
+            if approved:
+                self.forwarder.submit(reversal_request(request, dialect="switch"))
+            raise
+        return raw
+
+    def _log(self, msg: Iso8583Message, term: _Terminal, *, request: Iso8583Message, rc: str,
+             extra: dict[int, str | bytes], raw: bytes, digest: str, ts: float, amount: int,
+             entry_id: str | None) -> None:
+        """The authorisation row, its stored answer and the merchant credit, in one transaction."""
+        f = msg.fields
+        stan, rrn = str(f[11]), str(request.fields[37])
+        approved = rc == "00"
+        with self.db.write() as s:
             if entry_id is not None:
                 self.ctx.ledger.post(entry_id, [(ACQUIRER_SETTLEMENT, amount), (merchant_account(term.mid), -amount)],
                                      kind="merchant-sale", memo="purchase", reference=rrn, session=s)
-            auth_id = s.execute(insert(_AUTH).values(
-                role=ROLE, tid=term.tid, mid=term.mid, stan=stan, batch=term.batch, rrn=rrn,
-                pan_masked=mask_pan(str(f[2])), amount=amount, currency=str(f.get(49) or "156"), mti=msg.mti,
-                processing_code=str(f[3]), response_code=rc, auth_code=str(extra[38]) if 38 in extra else None,
-                status="approved" if approved else "declined", ledger_entry_id=entry_id, created=ts,
-            )).inserted_primary_key[0]
-            s.execute(insert(_REPLY).values(authorization_id=auth_id, request_hash=digest, response=raw))
-        return raw
+            auth_id = s.execute(_INSERT_AUTH, {
+                "role": ROLE, "tid": term.tid, "mid": term.mid, "stan": stan, "batch": term.batch, "rrn": rrn,
+                "pan_masked": mask_pan(str(f[2])), "amount": amount, "currency": str(f.get(49) or "156"),
+                "mti": msg.mti, "processing_code": str(f[3]), "response_code": rc,
+                "auth_code": str(extra[38]) if 38 in extra else None,
+                "status": "approved" if approved else "declined", "ledger_entry_id": entry_id, "created": ts,
+            }).inserted_primary_key[0]
+            s.execute(_INSERT_REPLY, {"authorization_id": auth_id, "request_hash": digest, "response": raw})
+        self._seen.add(term.tid, term.batch, stan)
 
     @staticmethod
     def _remac(term: _Terminal, stored: bytes) -> bytes:
@@ -432,18 +481,26 @@ class AcquirerHost:
         with self.ctx.session(write=False) as s:
             row = s.execute(select(_AUTH).where(_AUTH.c.role == ROLE, _AUTH.c.tid == term.tid,
                                                 _AUTH.c.stan == stan, _AUTH.c.batch == term.batch)).first()
-        if row is None:
-            return self._answer(term, response_to(msg, "25"))
-        if row.status == "reversed" or (row.status == "declined" and row.response_code not in FINAL_DECLINES_KEEP):
+        if row is not None and (row.status == "reversed" or (
+                row.status == "declined" and row.response_code not in FINAL_DECLINES_KEEP)):
             return self._answer(term, response_to(msg, "00"))
-        advice = reversal_request(self._switch_request(_original_of(msg, row.mti), row.created, row.rrn),
-                                  dialect="switch")
+        # approved, outcome unknown (91), or never logged here (the original may still have reached the
+        # switch if this host failed after forwarding it): the reversal goes downstream in every case
+        if row is not None:
+            original = self._switch_request(_original_of(msg, row.mti), row.created, row.rrn)
+        else:
+            rrn = retrieval_reference(self.acquirer_id, term.tid, term.batch, stan)
+            original = self._switch_request(_original_of(msg, "0200"), self.ctx.clock(), rrn)
+        advice = reversal_request(original, dialect="switch")
+        downstream: str | None = None
         try:
-            await self.switch.request(advice, timeout=self.switch_timeout)
+            downstream = (await self.switch.request(advice, timeout=self.switch_timeout)).response_code
         except (IsoTimeout, IsoLinkError) as exc:
             log.warning("acquirer: reversal of STAN %s of %s not acknowledged (%s): store-and-forward", stan,
                         term.tid, exc)
             self.forwarder.submit(advice)
+        if row is None:
+            return self._answer(term, response_to(msg, downstream if downstream in ("00", "25") else "25"))
         try:
             self._reverse_locally(row)
         except LedgerError as exc:
@@ -497,6 +554,11 @@ class AcquirerHost:
             log.warning("acquirer: batch %d of %s does not reconcile: 95", closed, term.tid)
         extra = {48: encode_batch_totals(host, "1" if balanced else "2")}
         return self._answer(term, response_to(msg, "00" if balanced else "95", extra=extra))
+
+
+def _terminal_of(row: Any) -> _Terminal:
+    return _Terminal(row.tid, row.mid, bytes.fromhex(row.tmk), bytes.fromhex(row.mak) if row.mak else None,
+                     row.batch_no, bool(row.signed_on))
 
 
 def _original_of(reversal: Iso8583Message, mti: str) -> Iso8583Message:

@@ -76,13 +76,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
+from typing import Any, Literal, NoReturn
 
 from ..profiles import PbocProfile, ProfileError, load_bundled, luhn_valid
 from ..protocol.crypto import emv
-from ..protocol.errors import PaylabError
+from ..yaml_fields import FieldError, FieldReader, parse_yaml, read_text
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
@@ -111,16 +109,11 @@ _NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _HEX_RE = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 
 
-class ConfigError(PaylabError, ValueError):
+class ConfigError(FieldError):
     """The configuration is invalid. ``str()`` is one line naming the field:
     ``config field 'issuers[1].bins[0]': not 6-8 digits`` (plus ``(in <file>)`` for a file)."""
 
-    def __init__(self, field_name: str, problem: str, *, source: str | None = None) -> None:
-        self.field = field_name
-        self.problem = problem
-        self.source = source
-        text = f"config field '{field_name}': {problem}"
-        super().__init__(text + (f" (in {source})" if source else ""))
+    kind = "config"
 
 
 # -- the configuration ------------------------------------------------------------------------------
@@ -354,17 +347,7 @@ def load_config(path: str | Path | None = None, *, overrides: Mapping[str, Any] 
     if path is not None:
         file = Path(path)
         source = file.name
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError("(file)", f"cannot read {file}: {exc.strerror or exc}") from None
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or type(exc).__name__
-            raise ConfigError("(document)", f"not valid YAML{where}: {problem}", source=source) from None
+        raw = parse_yaml(read_text(file, ConfigError), ConfigError, source)
         if raw is None:
             raw = {}
         if not isinstance(raw, Mapping):
@@ -404,22 +387,17 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], prefix: str, source:
             base[key] = copy.deepcopy(value) if isinstance(value, dict | list) else value
 
 
-class _Parser:
+class _Parser(FieldReader):
     """Typed field access; every failure is a :class:`ConfigError` naming the field."""
 
     def __init__(self, source: str | None) -> None:
         self.source = source
 
-    def fail(self, name: str, problem: str) -> ConfigError:
+    def fail(self, name: str, problem: str) -> NoReturn:
         raise ConfigError(name, problem, source=self.source)
 
     def mapping(self, raw: Any, name: str, allowed: set[str]) -> Mapping[str, Any]:
-        if not isinstance(raw, Mapping):
-            self.fail(name or "(document)", f"must be a mapping, got {type(raw).__name__}")
-        for key in raw:
-            if key not in allowed:
-                where = f"{name}.{key}" if name else str(key)
-                self.fail(where, "unknown field (allowed: " + ", ".join(sorted(allowed)) + ")")
+        self.check_known(self.check_mapping(raw, name or "(document)"), allowed, f"{name}." if name else "")
         return raw
 
     def items(self, raw: Any, name: str) -> list[Any]:
@@ -428,22 +406,13 @@ class _Parser:
         return raw
 
     def text(self, raw: Any, name: str, *, pattern: str | None = None, problem: str = "") -> str:
-        if raw is None:
-            self.fail(name, "missing")
-        if not isinstance(raw, str):
-            self.fail(name, f"must be a quoted string, got {type(raw).__name__} {raw!r}")
-        if pattern is not None and not re.fullmatch(pattern, raw):
+        value = self.check_text(raw, name)
+        if pattern is not None and not re.fullmatch(pattern, value):
             self.fail(name, problem or f"must match {pattern}")
-        return raw
+        return value
 
     def integer(self, raw: Any, name: str, *, low: int = 0, high: int = MAX_AMOUNT) -> int:
-        if raw is None:
-            self.fail(name, "missing")
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            self.fail(name, f"must be an integer, got {type(raw).__name__} {raw!r}")
-        if not low <= raw <= high:
-            self.fail(name, f"{raw} is outside {low}..{high}")
-        return raw
+        return self.check_integer(raw, name, low=low, high=high)
 
     def number(self, raw: Any, name: str, *, low: float, high: float) -> float:
         if isinstance(raw, bool) or not isinstance(raw, int | float):
@@ -585,9 +554,7 @@ class _Parser:
             self.fail(f"{name}.pan", "Luhn check digit is wrong")
         if not any(pan.startswith(b) for b in bins):
             self.fail(f"{name}.pan", f"matches none of the issuer's BINs {bins}")
-        kind = self.text(r.get("kind"), f"{name}.kind")
-        if kind not in SEED_KINDS:
-            self.fail(f"{name}.kind", f"must be one of {', '.join(SEED_KINDS)}, got {kind!r}")
+        kind = self.check_choice(self.text(r.get("kind"), f"{name}.kind"), f"{name}.kind", SEED_KINDS)
         profile = next((p for p in profiles if p.pan == pan), None)
         default_balance = profile.ecash.balance if profile is not None and kind == "ecash" else 0
         balance = self.integer(r.get("balance_fen", default_balance), f"{name}.balance_fen")
@@ -618,9 +585,7 @@ class _Parser:
         r = self.mapping(raw, name, {"name", "kind", "api_key_id", "hmac_key"})
         inst_name = self.text(r.get("name"), f"{name}.name", pattern=_NAME_RE.pattern,
                               problem="must be 1-32 characters of a-z, 0-9 and '-'")
-        kind = self.text(r.get("kind"), f"{name}.kind")
-        if kind not in INSTITUTION_KINDS:
-            self.fail(f"{name}.kind", f"must be one of {', '.join(INSTITUTION_KINDS)}, got {kind!r}")
+        kind = self.check_choice(self.text(r.get("kind"), f"{name}.kind"), f"{name}.kind", INSTITUTION_KINDS)
         key_id = self.text(r.get("api_key_id"), f"{name}.api_key_id", pattern=r"[A-Za-z0-9._-]{1,64}",
                            problem="must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
         key = self.hex_key(r.get("hmac_key"), f"{name}.hmac_key", tuple(range(16, 65)))

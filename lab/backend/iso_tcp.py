@@ -22,10 +22,17 @@ Server (:class:`IsoServer`)
 Client (:class:`IsoClient`)
     One TCP connection, opened lazily and reopened after a loss, carrying many requests at once.
     A response is matched to its request by ``(response MTI, STAN field 11, TID field 41)`` (the
-    response MTI is the request's + 10, so a late 0210 never answers a 0400 with the same STAN).
+    response MTI is the request's + 10, so a late 0210 never answers a 0400 with the same STAN). A
+    request whose key is already waiting is not sent again: it waits for the same response.
     :meth:`IsoClient.request` raises :class:`IsoTimeout` when no response arrives in time (the late
     response is then dropped), :class:`IsoLinkError` when the connection cannot be opened or is
     lost while waiting. Responses that do not decode, or match nothing, are logged and dropped.
+
+Shared by the three hosts (:mod:`.issuer`, :mod:`.switch`, :mod:`.acquirer`): the format-error answer
+(:func:`format_error_reply`), the request digest that tells a retransmission from a different message
+(:func:`request_digest`), field-7 and business-day time helpers, :class:`StoreAndForward` for 0420
+reversal advices, :class:`HostDb` (hot-path transactions) and :class:`SeenKeys` (which STANs are
+already logged, so a new request needs no duplicate lookup).
 
 Logs never show cardholder data: MTI, STAN and TID only.
 """
@@ -36,10 +43,13 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from ..protocol.errors import Iso8583Error, MacError
 from ..protocol.iso8583 import (
@@ -53,6 +63,7 @@ from ..protocol.iso8583 import (
 )
 from ..protocol.iso8583.mac import pos_mac
 from ..protocol.iso8583.specs import MAC_FIELD
+from .db import SQLITE_BEGIN_OPTION, is_sqlite
 
 log = logging.getLogger("paylab.backend.iso_tcp")
 
@@ -375,16 +386,22 @@ class IsoClient:
 
     async def send_and_wait(self, raw: bytes, key: MatchKey, *, timeout: float | None = None) -> Exchange:
         """Send an encoded message and wait for the response matching ``key``."""
+        limit = self.timeout if timeout is None else timeout
+        late = IsoTimeout(f"{self.name}: no {key[0]} for STAN {key[1]} TID {key[2]!r} in time", key=key)
+        joined = self._pending.get(key)
+        if joined is not None:  # the same key is already waiting: its response answers this one too
+            try:
+                return await asyncio.wait_for(asyncio.shield(joined), limit)
+            except TimeoutError:
+                raise late from None
         conn = await self._open()
-        if key in self._pending:
-            raise IsoLinkError(f"{self.name}: a request {key[1]}/{key[2]} awaiting {key[0]} is already in flight")
         future: asyncio.Future[Exchange] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
             conn.transport.write(frame(raw, self.dialect))  # type: ignore[union-attr]
-            return await asyncio.wait_for(future, self.timeout if timeout is None else timeout)
+            return await asyncio.wait_for(asyncio.shield(future), limit)
         except TimeoutError:
-            raise IsoTimeout(f"{self.name}: no {key[0]} for STAN {key[1]} TID {key[2]!r} in time", key=key) from None
+            raise late from None
         finally:
             if self._pending.get(key) is future:
                 del self._pending[key]
@@ -600,3 +617,74 @@ class StoreAndForward:
             return
         log.error("%s: advice STAN %s not acknowledged after %d attempts; given up", self.client.name, stan,
                   advice.attempts)
+
+
+# -- database helpers of the hosts --------------------------------------------------------------------------
+
+
+class HostDb:
+    """Transactions for the ISO hosts' hot path: :func:`.db.session_scope` semantics (commit at the end,
+    rollback on error, ``BEGIN IMMEDIATE`` for writers on SQLite) with the write bind built once instead
+    of per transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"}) if is_sqlite(engine) else engine
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session in one write transaction."""
+        session = Session(bind=self._writer, expire_on_commit=False)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session in one read transaction (deferred BEGIN)."""
+        session = Session(bind=self.engine, expire_on_commit=False)
+        try:
+            yield session
+            session.commit()
+        finally:
+            session.close()
+
+
+class SeenKeys:
+    """Which STANs a host has already logged, per ``(tid, batch)``, so that a new request needs no lookup.
+
+    The set of a ``(tid, batch)`` is loaded once from the log (``loader(tid, batch)``) the first time it
+    is needed and kept in step by :meth:`add`; at most ``max_groups`` groups are kept (least recently
+    used dropped, and reloaded when needed again). Valid while this host is the only writer of its rows
+    in the log, which is how the services run (one process per role).
+    """
+
+    def __init__(self, loader: Callable[[str, int], Iterable[str]], *, max_groups: int = 4096) -> None:
+        self.loader = loader
+        self.max_groups = max_groups
+        self._groups: OrderedDict[tuple[str, int], set[str]] = OrderedDict()
+
+    def _group(self, tid: str, batch: int) -> set[str]:
+        key = (tid, batch)
+        group = self._groups.get(key)
+        if group is None:
+            group = set(self.loader(tid, batch))
+            self._groups[key] = group
+            while len(self._groups) > self.max_groups:
+                self._groups.popitem(last=False)
+        else:
+            self._groups.move_to_end(key)
+        return group
+
+    def __contains__(self, key: tuple[str, int, str]) -> bool:
+        tid, batch, stan = key
+        return stan in self._group(tid, batch)
+
+    def add(self, tid: str, batch: int, stan: str) -> None:
+        """Record a STAN just logged (after its transaction committed)."""
+        self._group(tid, batch).add(stan)

@@ -80,7 +80,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..protocol.crypto import emv
@@ -90,7 +90,7 @@ from ..protocol.masking import mask_pan
 from ..protocol.tlv import Tlv
 from .config import IssuerConfig
 from .context import BackendContext
-from .iso_tcp import IsoServer, day_of_field7, format_error_reply, local_time, request_digest
+from .iso_tcp import HostDb, IsoServer, SeenKeys, day_of_field7, format_error_reply, local_time, request_digest
 from .issuer_models import IssuerCardState, IssuerReply
 from .ledger import InsufficientFunds, LedgerError, issuer_account
 from .models import Authorization, Card
@@ -100,7 +100,7 @@ log = logging.getLogger("paylab.backend.issuer")
 PURCHASE, INQUIRY, LOAD = "purchase", "inquiry", "load"
 TXN_TYPES: dict[str, str] = {"00": PURCHASE, "31": INQUIRY, "60": LOAD, "62": LOAD, "63": LOAD}
 """Processing code (first two digits of field 3) -> transaction type [M for 60/62/63]."""
-LOAD_TYPES = frozenset({0x60, 0x62, 0x63})
+LOAD_TYPES_9C = frozenset({b"\x60", b"\x62", b"\x63"})
 """Transaction type 9C of an e-cash load: designated account, non-designated account, cash [M]."""
 REVERSAL_MTIS = frozenset({"0400", "0401", "0420", "0421"})
 AUTH_MTIS = frozenset({"0100", "0200"})
@@ -112,14 +112,43 @@ _AUTH = Authorization.__table__
 _REPLY = IssuerReply.__table__
 _STATE = IssuerCardState.__table__
 _CARD = Card.__table__
+# hot-path statements, built once (SQLAlchemy caches their compiled form)
+_SELECT_PRIOR = select(_AUTH.c.id, _AUTH.c.mti).where(
+    _AUTH.c.role == bindparam("role"), _AUTH.c.tid == bindparam("tid"), _AUTH.c.stan == bindparam("stan"),
+    _AUTH.c.batch == bindparam("batch"))
+_SELECT_STANS = select(_AUTH.c.stan).where(_AUTH.c.role == bindparam("role"), _AUTH.c.tid == bindparam("tid"),
+                                           _AUTH.c.batch == bindparam("batch"))
+_SELECT_REPLY = select(_REPLY.c.request_hash, _REPLY.c.response).where(
+    _REPLY.c.authorization_id == bindparam("auth_id"))
+_SELECT_CARD = select(_CARD).where(_CARD.c.pan == bindparam("pan"))
+_UPDATE_ATC = update(_CARD).where(_CARD.c.pan == bindparam("c_pan")).values(last_atc=bindparam("c_atc"))
+_SELECT_STATE = select(_STATE).where(_STATE.c.pan == bindparam("pan"))
+_INSERT_STATE = insert(_STATE).values(pan=bindparam("s_pan"), app_blocked=bindparam("s_blocked"),
+                                      day=bindparam("s_day"), day_total=bindparam("s_total"),
+                                      scripts_sent=bindparam("s_scripts"))
+_UPDATE_STATE = update(_STATE).where(_STATE.c.pan == bindparam("s_pan")).values(
+    app_blocked=bindparam("s_blocked"), day=bindparam("s_day"), day_total=bindparam("s_total"),
+    scripts_sent=_STATE.c.scripts_sent + bindparam("s_scripts"))
+_INSERT_AUTH = insert(_AUTH)
+_INSERT_REPLY = insert(_REPLY)
 
 
 @dataclass
 class _CardKeys:
-    """Cached per card: the ICC master keys and the algorithm of the card's profile."""
+    """Cached per card: the ICC master keys (algorithm included) and the e-cash balance limit 9F77."""
 
     keys: emv.CardKeys
     balance_limit: int | None
+
+
+@dataclass
+class _CardState:
+    """The issuer's cached view of an ``issuer_card_state`` row."""
+
+    app_blocked: bool = False
+    day: str = ""
+    day_total: int = 0
+    in_db: bool = False
 
 
 @dataclass
@@ -132,6 +161,7 @@ class _Outcome:
     balance: int | None = None
     ledger_entry: str | None = None
     day_amount: int = 0
+    state: _CardState | None = None
 
 
 class _Declined(Exception):
@@ -156,6 +186,9 @@ class IssuerHost:
         self.received: deque[tuple[str, str, str]] = deque(maxlen=1000)
         self.server: IsoServer | None = None
         self._keys: dict[str, _CardKeys] = {}
+        self._states: dict[str, _CardState] = {}
+        self.db = HostDb(ctx.engine)
+        self._seen = SeenKeys(self._logged_stans)
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -184,6 +217,13 @@ class IssuerHost:
             log.warning("issuer %s: format error: %s", self.name, exc)
             return format_error_reply(raw, "switch")
         self.received.append((msg.mti, str(msg.fields.get(11, "")), str(msg.fields.get(41, "")).strip()))
+        try:
+            return await self._dispatch(msg)
+        except Exception:
+            log.exception("issuer %s: %s STAN %s failed: 96", self.name, msg.mti, msg.fields.get(11))
+            return self._encode(response_to(msg, "96"))
+
+    async def _dispatch(self, msg: Iso8583Message) -> bytes:
         if msg.mti in AUTH_MTIS:
             if self.stall_s:
                 await asyncio.sleep(self.stall_s)
@@ -202,6 +242,19 @@ class IssuerHost:
         return encode_message(msg, "switch")
 
     # -- authorisation ------------------------------------------------------------------------------------
+    def _logged_stans(self, tid: str, day: int) -> list[str]:
+        with self.db.read() as s:
+            return list(s.scalars(_SELECT_STANS, {"role": self.role, "tid": tid, "batch": day}))
+
+    def _card_state(self, s: Session, pan: str) -> _CardState:
+        state = self._states.get(pan)
+        if state is None:
+            row = s.execute(_SELECT_STATE, {"pan": pan}).first()
+            state = (_CardState(bool(row.app_blocked), row.day, int(row.day_total), True) if row is not None
+                     else _CardState())
+            self._states[pan] = state
+        return state
+
     def authorize(self, msg: Iso8583Message) -> bytes:
         """Decide a 0100/0200 (module docstring); returns the encoded response."""
         f = msg.fields
@@ -212,35 +265,38 @@ class IssuerHost:
         now = self.ctx.clock()
         day = day_of_field7(f.get(7), now)
         digest = request_digest(msg)
-        with self.ctx.session() as s:
-            prior = s.execute(select(_AUTH.c.id, _AUTH.c.mti, _AUTH.c.status).where(
-                _AUTH.c.role == self.role, _AUTH.c.tid == tid, _AUTH.c.stan == stan, _AUTH.c.batch == day)).first()
-            if prior is not None:
-                return self._duplicate(s, msg, prior, digest)
+        if (tid, day, stan) in self._seen:
+            with self.db.read() as s:
+                prior = s.execute(_SELECT_PRIOR, {"role": self.role, "tid": tid, "stan": stan, "batch": day}).first()
+                if prior is not None:
+                    return self._duplicate(s, msg, prior, digest)
+        with self.db.write() as s:
             outcome = self._decide(s, msg, pan, code, day, now)
             response = self._response(msg, outcome)
             raw = self._encode(response)
-            amount = _amount(f.get(4))
-            status = "approved" if outcome.rc == "00" else "declined"
-            auth_id = s.execute(insert(_AUTH).values(
-                role=self.role, tid=tid, mid=_text(f.get(42)).strip()[:15] or None, stan=stan, batch=day,
-                rrn=_text(f.get(37)) or None, pan_masked=mask_pan(pan), amount=amount,
-                currency=_text(f.get(49)) or "156", mti=msg.mti, processing_code=code,
-                response_code=outcome.rc, auth_code=_text(response.fields.get(38)) or None, status=status,
-                ledger_entry_id=outcome.ledger_entry, created=now,
-            )).inserted_primary_key[0]
-            s.execute(insert(_REPLY).values(authorization_id=auth_id, request_hash=digest, response=raw))
+            auth_id = s.execute(_INSERT_AUTH, {
+                "role": self.role, "tid": tid, "mid": _text(f.get(42)).strip()[:15] or None, "stan": stan,
+                "batch": day, "rrn": _text(f.get(37)) or None, "pan_masked": mask_pan(pan),
+                "amount": _amount(f.get(4)) or 0, "currency": _text(f.get(49)) or "156", "mti": msg.mti,
+                "processing_code": code, "response_code": outcome.rc,
+                "auth_code": _text(response.fields.get(38)) or None,
+                "status": "approved" if outcome.rc == "00" else "declined", "ledger_entry_id": outcome.ledger_entry,
+                "created": now,
+            }).inserted_primary_key[0]
+            s.execute(_INSERT_REPLY, {"authorization_id": auth_id, "request_hash": digest, "response": raw})
+        # after the commit: the in-memory views follow the database
+        self._seen.add(tid, day, stan)
+        if outcome.state is not None:
+            self._states[pan] = outcome.state
         if outcome.rc != "00":
             log.info("issuer %s: %s STAN %s TID %s card %s declined %s %s", self.name, msg.mti, stan, tid,
                      mask_pan(pan), outcome.rc, outcome.note)
         return raw
 
     def _duplicate(self, s: Session, msg: Iso8583Message, prior: Any, digest: str) -> bytes:
-        auth_id, mti, _status = prior
-        if mti in REVERSAL_MTIS:  # the reversal came first: never debit afterwards
+        if prior.mti in REVERSAL_MTIS:  # the reversal came first: never debit afterwards
             return self._encode(response_to(msg, "05", extra={44: "REVERSED"}))
-        reply = s.execute(select(_REPLY.c.request_hash, _REPLY.c.response)
-                          .where(_REPLY.c.authorization_id == auth_id)).first()
+        reply = s.execute(_SELECT_REPLY, {"auth_id": prior.id}).first()
         if reply is not None and reply.request_hash == digest:
             return bytes(reply.response)
         log.info("issuer %s: duplicate STAN %s TID %s with another message: 94", self.name,
@@ -266,9 +322,13 @@ class IssuerHost:
         if txn is None:
             return _Outcome("40", "PROCESSING CODE")
         amount = _amount(f.get(4))
-        if amount is None or (txn != INQUIRY and amount <= 0):
-            return _Outcome("30" if amount is None and txn != INQUIRY else "13")
-        card = s.execute(select(_CARD).where(_CARD.c.pan == pan)).first()
+        if txn == INQUIRY:
+            amount = amount or 0
+        elif amount is None:
+            return _Outcome("30", "AMOUNT MISSING")
+        elif amount <= 0:
+            return _Outcome("13")
+        card = s.execute(_SELECT_CARD, {"pan": pan}).first()
         if card is None or card.issuer != self.name:
             return _Outcome("14")
         icc: dict[int, bytes] | None = None
@@ -279,8 +339,8 @@ class IssuerHost:
                 return _Outcome("30", "FIELD 55")
         elif txn == LOAD:
             return _Outcome("30", "LOAD NEEDS FIELD 55")
-        state = s.execute(select(_STATE).where(_STATE.c.pan == pan)).first()
-        app_blocked = bool(state.app_blocked) if state is not None else False
+        state = self._card_state(s, pan)
+        app_blocked = state.app_blocked
         outcome = _Outcome("00")
         crypto: _Crypto | None = None
         scripts: list[bytes] = []
@@ -289,7 +349,7 @@ class IssuerHost:
                 crypto = self._verify(card, icc, txn)
                 if crypto.atc_int <= card.last_atc:
                     return _Outcome("05", "ATC REPLAY")
-                s.execute(update(_CARD).where(_CARD.c.pan == pan).values(last_atc=crypto.atc_int))
+                s.execute(_UPDATE_ATC, {"c_pan": pan, "c_atc": crypto.atc_int})
                 if txn != INQUIRY and _bcd_int(icc[0x9F02]) != amount:
                     raise _Declined("13", "AMOUNT MISMATCH")
             if _expired(card.expiry, f.get(14), now):
@@ -311,11 +371,12 @@ class IssuerHost:
             if scripts:
                 outcome.icc.append(Tlv.build(0x72, Tlv(0x9F18, b"\x00\x00" + crypto.atc),
                                              *(Tlv(0x86, cmd) for cmd in scripts)))
-        self._save_state(s, pan, state, app_blocked, day, outcome.day_amount, len(scripts))
+        outcome.state = self._save_state(s, pan, state, app_blocked, day, outcome.day_amount, len(scripts),
+                                         card.daily_limit is not None)
         return outcome
 
     def _money(self, s: Session, msg: Iso8583Message, card: Any, txn: str, amount: int, day: int,
-               state: Any, crypto: _Crypto | None, scripts: list[bytes]) -> _Outcome:
+               state: _CardState, crypto: _Crypto | None, scripts: list[bytes]) -> _Outcome:
         account = card.account_id
         if txn == INQUIRY:
             if account is None:
@@ -325,9 +386,8 @@ class IssuerHost:
             raise _Declined("40", "NO ACCOUNT")
         if self.single_limit_fen is not None and amount > self.single_limit_fen:
             raise _Declined("61", "SINGLE LIMIT")
-        used = state.day_total if state is not None and state.day == str(day) else 0
-        daily = card.daily_limit
-        if daily is not None and used + amount > daily:
+        used = state.day_total if state.day == str(day) else 0
+        if card.daily_limit is not None and used + amount > card.daily_limit:
             raise _Declined("61", "DAILY LIMIT")
         tid = _text(msg.fields.get(41)).strip()[:8]
         entry_id = f"issuer:{self.name}:auth:{tid}:{day}:{msg.fields[11]}"
@@ -357,21 +417,23 @@ class IssuerHost:
             scripts.insert(0, crypto.put_data(0x9F79, new_balance))
         return outcome
 
-    def _save_state(self, s: Session, pan: str, state: Any, app_blocked: bool, day: int, amount: int,
-                    scripts: int) -> None:
-        if state is None:
-            if not (app_blocked or amount or scripts):
-                return
-            s.execute(insert(_STATE).values(pan=pan, app_blocked=app_blocked, day=str(day), day_total=amount,
-                                            scripts_sent=scripts))
-            return
-        same_day = state.day == str(day)
-        if not amount and not scripts and bool(state.app_blocked) == app_blocked:
-            return
-        s.execute(update(_STATE).where(_STATE.c.pan == pan).values(
-            app_blocked=app_blocked, day=str(day),
-            day_total=(state.day_total if same_day else 0) + amount,
-            scripts_sent=_STATE.c.scripts_sent + scripts))
+    def _save_state(self, s: Session, pan: str, state: _CardState, app_blocked: bool, day: int, amount: int,
+                    scripts: int, has_daily_limit: bool) -> _CardState | None:
+        """The card's new state, written to ``issuer_card_state`` when it matters: the day's total of a
+        card with a daily limit, or the application block flag. Returns None when nothing changed."""
+        today = str(day)
+        total = (state.day_total if state.day == today else 0) + amount
+        new = _CardState(app_blocked, today, total, state.in_db)
+        track_total = has_daily_limit and amount
+        if app_blocked == state.app_blocked and not track_total and not scripts:
+            return None
+        values = {"s_pan": pan, "s_blocked": app_blocked, "s_day": today, "s_total": total, "s_scripts": scripts}
+        if state.in_db:
+            s.execute(_UPDATE_STATE, values)
+        else:
+            s.execute(_INSERT_STATE, values)
+            new.in_db = True
+        return new
 
     # -- cryptography -------------------------------------------------------------------------------------
     def _card_keys(self, pan: str, psn: str, profile_name: str | None) -> _CardKeys:
@@ -404,7 +466,7 @@ class IssuerHost:
             raise _Declined("05", "CVN NOT SUPPORTED") from None
         if cvn.session_method != "pboc" or cvn.arpc_method != 1:
             raise _Declined("05", "CVN NOT SUPPORTED")
-        if (txn == LOAD) != (icc[0x9C][:1] in (b"\x60", b"\x62", b"\x63")):
+        if (txn == LOAD) != (icc[0x9C][:1] in LOAD_TYPES_9C):
             raise _Declined("12", "TRANSACTION TYPE")
         card_keys = self._card_keys(card.pan, card.psn or "00", card.profile)
         alg = emv.alg_for_iad(iad)
@@ -442,7 +504,8 @@ class IssuerHost:
             return self._encode(response_to(msg, "30"))
         now = self.ctx.clock()
         day = day_of_field7(orig_time, now)
-        with self.ctx.session() as s:
+        touched: str | None = None
+        with self.db.write() as s:
             row = s.execute(select(_AUTH).where(_AUTH.c.role == self.role, _AUTH.c.tid == tid,
                                                 _AUTH.c.stan == stan, _AUTH.c.batch == day)).first()
             if row is None:
@@ -452,19 +515,26 @@ class IssuerHost:
                     rrn=_text(f.get(37)) or None, pan_masked=mask_pan(pan) if pan else None,
                     amount=_amount(f.get(4)) or 0, currency=_text(f.get(49)) or "156", mti=msg.mti,
                     processing_code=_text(f.get(3)) or None, response_code="25", status="reversed", created=now))
-                log.info("issuer %s: reversal of unknown STAN %s TID %s: 25", self.name, stan, tid)
-                return self._encode(response_to(msg, "25"))
-            if row.mti in REVERSAL_MTIS:
-                return self._encode(response_to(msg, "25"))
-            if row.status == "approved" and row.ledger_entry_id:
-                try:
-                    self._compensate(s, row, now)
-                except LedgerError as exc:
-                    log.error("issuer %s: reversal of STAN %s TID %s failed: %s", self.name, stan, tid, exc)
-                    return self._encode(response_to(msg, "96"))
-        return self._encode(response_to(msg, "00"))
+                rc = "25"
+            elif row.mti in REVERSAL_MTIS:
+                rc = "25"
+            else:
+                rc = "00"
+                if row.status == "approved" and row.ledger_entry_id:
+                    try:
+                        touched = self._compensate(s, row, now)
+                    except LedgerError as exc:
+                        log.error("issuer %s: reversal of STAN %s TID %s failed: %s", self.name, stan, tid, exc)
+                        rc = "96"
+        if row is None:
+            self._seen.add(tid, day, stan)
+            log.info("issuer %s: reversal of unknown STAN %s TID %s: 25", self.name, stan, tid)
+        if touched is not None:
+            self._states.pop(touched, None)  # reloaded from the table next time
+        return self._encode(response_to(msg, rc))
 
-    def _compensate(self, s: Session, row: Any, now: float) -> None:
+    def _compensate(self, s: Session, row: Any, now: float) -> str | None:
+        """Post the compensating entry, mark the row reversed; returns the card's PAN if its state changed."""
         entry = self.ctx.ledger.entry(row.ledger_entry_id, s)
         if entry is None:
             raise LedgerError(f"entry {row.ledger_entry_id} of the original is missing")
@@ -472,13 +542,14 @@ class IssuerHost:
         self.ctx.ledger.post(reversal_id, [(account, -amount) for account, amount in entry.lines], kind="reversal",
                              memo=f"reversal of {entry.id}", reference=row.rrn, session=s)
         s.execute(update(_AUTH).where(_AUTH.c.id == row.id).values(status="reversed"))
-        card_pan = None
         # give the amount back to the day's total when the original was today (same business day)
-        if str(row.batch) == local_time(now).strftime("%Y%m%d"):
-            card_pan = self._pan_of_entry(s, entry.lines)
+        if str(row.batch) != local_time(now).strftime("%Y%m%d"):
+            return None
+        card_pan = self._pan_of_entry(s, entry.lines)
         if card_pan is not None:
             s.execute(update(_STATE).where(_STATE.c.pan == card_pan, _STATE.c.day == str(row.batch))
                       .values(day_total=_STATE.c.day_total - row.amount))
+        return card_pan
 
     @staticmethod
     def _pan_of_entry(s: Session, lines: tuple[tuple[str, int], ...]) -> str | None:

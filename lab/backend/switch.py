@@ -58,10 +58,12 @@ from .config import IssuerConfig
 from .context import BackendContext
 from .iso_tcp import (
     Advice,
+    HostDb,
     IsoClient,
     IsoLinkError,
     IsoServer,
     IsoTimeout,
+    SeenKeys,
     StoreAndForward,
     business_day,
     day_of_field7,
@@ -83,6 +85,8 @@ CLEARING_COLUMNS: tuple[str, ...] = (
 ROLE = "switch"
 _AUTH = Authorization.__table__
 _ROUTE = SwitchRoute.__table__
+_INSERT_AUTH = insert(_AUTH)
+_INSERT_ROUTE = insert(_ROUTE)
 
 
 class Switch:
@@ -100,6 +104,8 @@ class Switch:
         }
         self.issuers: dict[str, IssuerConfig] = {i.name: i for i in ctx.config.issuers}
         self.server: IsoServer | None = None
+        self.db = HostDb(ctx.engine)
+        self._seen = SeenKeys(self._logged_stans)
         self.forwarders: dict[str, StoreAndForward] = {
             name: StoreAndForward(client, attempts=self.reversal_attempts, on_ack=self._advice_acknowledged)
             for name, client in self.clients.items()
@@ -145,10 +151,14 @@ class Switch:
         except Iso8583Error as exc:
             log.warning("switch: format error: %s", exc)
             return format_error_reply(raw, "switch")
-        if msg.mti in ("0100", "0200"):
-            return await self._authorize(msg)
-        if msg.mti in REVERSAL_MTIS:
-            return await self._reverse(msg)
+        try:
+            if msg.mti in ("0100", "0200"):
+                return await self._authorize(msg)
+            if msg.mti in REVERSAL_MTIS:
+                return await self._reverse(msg)
+        except Exception:
+            log.exception("switch: %s STAN %s failed: 96", msg.mti, msg.fields.get(11))
+            return encode_message(response_to(msg, "96"), "switch")
         if msg.mti == "0800":
             return encode_message(response_to(msg, "00", extra={70: msg.fields[70]} if 70 in msg.fields else None),
                                   "switch")
@@ -189,11 +199,9 @@ class Switch:
         amount = int(f[4]) if isinstance(f.get(4), str) and f[4].isdigit() else 0  # type: ignore[union-attr]
         acquirer = _text(f.get(32)) or self.ctx.config.acquirer_id
         approved = rc == "00"
-        with self.ctx.session() as s:
-            exists = s.execute(select(_AUTH.c.id).where(_AUTH.c.role == ROLE, _AUTH.c.tid == tid,
-                                                        _AUTH.c.stan == stan, _AUTH.c.batch == day)).first()
-            if exists is not None:  # a retransmission: the issuer answered it from its own log
-                return
+        if (tid, day, stan) in self._seen:  # a retransmission: the issuer answered it from its own log
+            return
+        with self.db.write() as s:
             entry_id = None
             if approved and txn == "purchase" and amount and issuer is not None:
                 entry_id = f"switch:auth:{tid}:{day}:{stan}"
@@ -201,15 +209,21 @@ class Switch:
                                                 (switch_due_account(acquirer), -amount)],
                                      kind="interchange", memo="purchase routed", reference=_text(f.get(37)) or None,
                                      session=s)
-            auth_id = s.execute(insert(_AUTH).values(
-                role=ROLE, tid=tid, mid=_text(f.get(42)).strip()[:15] or None, stan=stan, batch=day,
-                rrn=_text(f.get(37)) or None, pan_masked=mask_pan(_text(f.get(2))), amount=amount,
-                currency=_text(f.get(49)) or "156", mti=msg.mti, processing_code=code or None, response_code=rc,
-                auth_code=_text(response.fields.get(38)) if response is not None else None,
-                status="approved" if approved else "declined", ledger_entry_id=entry_id, created=now,
-            )).inserted_primary_key[0]
-            s.execute(insert(_ROUTE).values(authorization_id=auth_id, day=str(business_day(now)),
-                                            acquirer_id=acquirer, issuer=issuer, txn_type=txn))
+            auth_id = s.execute(_INSERT_AUTH, {
+                "role": ROLE, "tid": tid, "mid": _text(f.get(42)).strip()[:15] or None, "stan": stan, "batch": day,
+                "rrn": _text(f.get(37)) or None, "pan_masked": mask_pan(_text(f.get(2))), "amount": amount,
+                "currency": _text(f.get(49)) or "156", "mti": msg.mti, "processing_code": code or None,
+                "response_code": rc, "auth_code": _text(response.fields.get(38)) if response is not None else None,
+                "status": "approved" if approved else "declined", "ledger_entry_id": entry_id, "created": now,
+            }).inserted_primary_key[0]
+            s.execute(_INSERT_ROUTE, {"authorization_id": auth_id, "day": str(business_day(now)),
+                                      "acquirer_id": acquirer, "issuer": issuer, "txn_type": txn})
+        self._seen.add(tid, day, stan)
+
+    def _logged_stans(self, tid: str, day: int) -> list[str]:
+        with self.db.read() as s:
+            return list(s.scalars(select(_AUTH.c.stan).where(_AUTH.c.role == ROLE, _AUTH.c.tid == tid,
+                                                             _AUTH.c.batch == day)))
 
     # -- reversals ----------------------------------------------------------------------------------------
     async def _reverse(self, msg: Iso8583Message) -> bytes:
@@ -238,7 +252,7 @@ class Switch:
         now = self.ctx.clock()
         day = day_of_field7(orig_time, now)
         tid = _text(f.get(41)).strip()[:8]
-        with self.ctx.session() as s:
+        with self.db.write() as s:
             row = s.execute(select(_AUTH.c.id, _AUTH.c.status, _AUTH.c.ledger_entry_id, _AUTH.c.rrn)
                             .where(_AUTH.c.role == ROLE, _AUTH.c.tid == tid, _AUTH.c.stan == stan,
                                    _AUTH.c.batch == day)).first()

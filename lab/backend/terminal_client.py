@@ -59,7 +59,7 @@ class TerminalClient:
     port: int
     tid: str
     mid: str
-    tmk: bytes
+    tmk: bytes = field(repr=False)
     timeout: float = 10.0
     key_scheme: str = "003"
     stan: int = 0
@@ -166,7 +166,7 @@ class TerminalClient:
 
         ``amount`` in fen. Returns the 0210; an approved purchase counts in the batch totals.
         """
-        request = self._financial(pan, amount, field55=field55, track2=track2, expiry=expiry, psn=psn,
+        request = self.financial_request(pan, amount, field55=field55, track2=track2, expiry=expiry, psn=psn,
                                   pin_block=pin_block, processing_code=processing_code, stan=stan)
         stan_text = request.fields[11]
         assert isinstance(stan_text, str)
@@ -189,8 +189,9 @@ class TerminalClient:
         return self.purchase(pan, 0, field55=field55, psn=psn, expiry=expiry, track2=track2,
                              processing_code=BALANCE_INQUIRY_CODE)
 
-    def _financial(self, pan: str, amount: int, *, processing_code: str, stan: int | None,
-                   **kw: object) -> Iso8583Message:
+    def financial_request(self, pan: str, amount: int, *, processing_code: str = "000000", stan: int | None = None,
+                          **kw: object) -> Iso8583Message:
+        """The 0200 :meth:`purchase` would send (next STAN unless ``stan``), without sending it."""
         request = purchase_request(pan=pan, amount=amount, stan=self.next_stan() if stan is None else stan,
                                    terminal_id=self.tid, merchant_id=self.mid, batch=self.batch,
                                    **kw)  # type: ignore[arg-type]

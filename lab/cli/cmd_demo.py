@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..demo import run_demo
 from ..selfcheck import CheckResult, run_selfcheck
@@ -14,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("selfcheck", help="known-answer self-check of the protocol core")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=run_selfcheck_command, prog=s.prog)
-    d = sub.add_parser("demo", help="self-check, then a sample qPBOC online purchase end to end")
+    d = sub.add_parser("demo", help="self-check, a decoded sample transaction, then an emulated eSE issued over "
+                                      "SCP03 tapping on a POS against the embedded backend")
+    d.add_argument("--reports", type=Path, default=Path("reports"), help="where the demo report folder goes")
     d.set_defaults(func=run_demo_command, prog=d.prog)
 
 
@@ -40,6 +43,15 @@ def run_demo_command(args: argparse.Namespace) -> int:
     transcript = run_demo()
     lines.extend(transcript.lines)
     verdict = "approved" if transcript.approved else "declined"
-    emit(lines, f"demo: {len(results) - len(failed)}/{len(results)} self-checks passed; "
-                f"transaction {verdict}, ARPC {hexs(transcript.arpc)}")
-    return 1 if failed or not transcript.approved else 0
+    lines += ["", "Simulated rig: emulated eSE, embedded backend, POS over ISO 8583 TCP (test card, test keys):"]
+    from ..demo_rig import run_rig_demo  # the backend stack is imported only for the demo
+
+    rig = run_rig_demo(args.reports)
+    lines.extend(rig.lines)
+    rig_ok = rig.online_response == "00" and rig.offline_approved and rig.ledger_ok
+    ok = not failed and transcript.approved and rig_ok
+    emit(lines, f"demo: {len(results) - len(failed)}/{len(results)} self-checks passed; sample transaction {verdict} "
+                f"(ARPC {hexs(transcript.arpc)}); rig: online {rig.online_response}, offline "
+                f"{'approved' if rig.offline_approved else 'declined'}, "
+                f"ledger {'balanced' if rig.ledger_ok else 'BROKEN'}")
+    return 0 if ok else 1

@@ -219,11 +219,20 @@ def test_selfcheck_passes(capsys):
     assert last_line(out) == "selfcheck: 8/8 passed"
 
 
-def test_demo_approves_and_never_prints_the_pan(capsys):
-    code, out, _ = run(capsys, "demo")
+def test_demo_approves_and_never_prints_the_pan(capsys, tmp_path):
+    from paylab.lab import profiles
+
+    code, out, _ = run(capsys, "demo", "--reports", str(tmp_path))
     assert code == 0
     assert "6228488800001232" not in out
-    assert "transaction approved" in last_line(out)
+    assert "sample transaction approved" in last_line(out)
+    assert "rig: online 00, offline approved, ledger balanced" in last_line(out)
+    pan = profiles.load_bundled("pboc_debit_ecash_sm4").pan
+    (report,) = tmp_path.iterdir()
+    trace = (report / "apdu-trace.jsonl").read_text()
+    assert len(trace.splitlines()) > 40
+    for text in (out, trace, (report / "summary.json").read_text()):
+        assert pan not in text
 
 
 def test_console_script_exit_code_and_no_traceback():

@@ -12,7 +12,7 @@ SCP80 key sets (:class:`OtaKeys`) by reference.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, select
 
@@ -23,9 +23,15 @@ from .models import AppRecord, KeyRecord, SeRecord, SsdRecord
 
 __all__ = ["KeyStore", "SeRegistry", "aid_hex", "csv_add", "csv_items", "se_json"]
 
+_Row = TypeVar("_Row", SeRecord, SsdRecord, AppRecord)
+
 
 def aid_hex(aid: bytes) -> str:
     return bytes(aid).hex().upper()
+
+
+def _aid_key(aid: bytes | str) -> str:
+    return aid if isinstance(aid, str) else aid_hex(aid)
 
 
 def csv_items(text: str) -> list[str]:
@@ -54,56 +60,40 @@ class SeRegistry:
     # -- SEs -----------------------------------------------------------------------------------------
     def put_se(self, se_id: str, **values: Any) -> SeRecord:
         """Create or update an SE record."""
-        with self.ctx.session() as session:
-            row = session.get(SeRecord, (self.keeper, se_id))
-            if row is None:
-                row = SeRecord(keeper=self.keeper, se_id=se_id, **values, updated=self.ctx.clock())
-                session.add(row)
-            else:
-                for name, value in values.items():
-                    setattr(row, name, value)
-                row.updated = self.ctx.clock()
-        return row
+        return self._put(SeRecord, {"se_id": se_id}, values)
 
     def se(self, se_id: str) -> SeRecord | None:
-        with self.ctx.session(write=False) as session:
-            return session.get(SeRecord, (self.keeper, se_id))
+        return self._row(SeRecord, se_id)
 
     def ses(self) -> list[SeRecord]:
-        with self.ctx.session(write=False) as session:
-            return list(session.scalars(select(SeRecord).where(SeRecord.keeper == self.keeper)
-                                        .order_by(SeRecord.se_id)))
+        return self._rows(SeRecord, SeRecord.se_id)
 
     # -- SSDs ----------------------------------------------------------------------------------------
     def put_ssd(self, se_id: str, aid: bytes | str, **values: Any) -> SsdRecord:
-        key = (self.keeper, se_id, aid if isinstance(aid, str) else aid_hex(aid))
-        with self.ctx.session() as session:
-            row = session.get(SsdRecord, key)
-            if row is None:
-                row = SsdRecord(keeper=self.keeper, se_id=se_id, aid=key[2], **values, updated=self.ctx.clock())
-                session.add(row)
-            else:
-                for name, value in values.items():
-                    setattr(row, name, value)
-                row.updated = self.ctx.clock()
-        return row
+        return self._put(SsdRecord, {"se_id": se_id, "aid": _aid_key(aid)}, values)
 
     def ssd(self, se_id: str, aid: bytes | str) -> SsdRecord | None:
-        with self.ctx.session(write=False) as session:
-            return session.get(SsdRecord, (self.keeper, se_id, aid if isinstance(aid, str) else aid_hex(aid)))
+        return self._row(SsdRecord, se_id, _aid_key(aid))
 
     def ssds(self, se_id: str) -> list[SsdRecord]:
-        with self.ctx.session(write=False) as session:
-            return list(session.scalars(select(SsdRecord).where(SsdRecord.keeper == self.keeper,
-                                                                SsdRecord.se_id == se_id).order_by(SsdRecord.aid)))
+        return self._rows(SsdRecord, SsdRecord.aid, SsdRecord.se_id == se_id)
 
     # -- application instances ----------------------------------------------------------------------
     def put_app(self, se_id: str, aid: bytes | str, **values: Any) -> AppRecord:
-        key = (self.keeper, se_id, aid if isinstance(aid, str) else aid_hex(aid))
+        return self._put(AppRecord, {"se_id": se_id, "aid": _aid_key(aid)}, values)
+
+    def app(self, se_id: str, aid: bytes | str) -> AppRecord | None:
+        return self._row(AppRecord, se_id, _aid_key(aid))
+
+    def apps(self, se_id: str) -> list[AppRecord]:
+        return self._rows(AppRecord, AppRecord.aid, AppRecord.se_id == se_id)
+
+    # -- one implementation for the three tables (primary key: keeper, se_id[, aid]) -----------------
+    def _put(self, model: type[_Row], ids: dict[str, str], values: dict[str, Any]) -> _Row:
         with self.ctx.session() as session:
-            row = session.get(AppRecord, key)
+            row = session.get(model, (self.keeper, *ids.values()))
             if row is None:
-                row = AppRecord(keeper=self.keeper, se_id=se_id, aid=key[2], **values, updated=self.ctx.clock())
+                row = model(keeper=self.keeper, **ids, **values, updated=self.ctx.clock())
                 session.add(row)
             else:
                 for name, value in values.items():
@@ -111,14 +101,13 @@ class SeRegistry:
                 row.updated = self.ctx.clock()
         return row
 
-    def app(self, se_id: str, aid: bytes | str) -> AppRecord | None:
+    def _row(self, model: type[_Row], *ids: str) -> _Row | None:
         with self.ctx.session(write=False) as session:
-            return session.get(AppRecord, (self.keeper, se_id, aid if isinstance(aid, str) else aid_hex(aid)))
+            return session.get(model, (self.keeper, *ids))
 
-    def apps(self, se_id: str) -> list[AppRecord]:
+    def _rows(self, model: type[_Row], order: Any, *where: Any) -> list[_Row]:
         with self.ctx.session(write=False) as session:
-            return list(session.scalars(select(AppRecord).where(AppRecord.keeper == self.keeper,
-                                                                AppRecord.se_id == se_id).order_by(AppRecord.aid)))
+            return list(session.scalars(select(model).where(model.keeper == self.keeper, *where).order_by(order)))
 
 
 class KeyStore:
