@@ -70,13 +70,19 @@ class AdminSessionError(PaylabError):
         super().__init__(message)
 
 
-def _header(headers: dict[str, str], name: str) -> str | None:
-    wanted = name.lower()
-    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+class _HttpMessage:
+    """Header look-up shared by :class:`HttpRequest` and :class:`HttpResponse`."""
+
+    headers: dict[str, str]
+
+    def header(self, name: str) -> str | None:
+        """A header value, by case-insensitive name."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
 
 
 @dataclass(frozen=True)
-class HttpRequest:
+class HttpRequest(_HttpMessage):
     """What the agent asks the handset to POST."""
 
     method: str
@@ -84,22 +90,14 @@ class HttpRequest:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
 
-    def header(self, name: str) -> str | None:
-        """A header value, by case-insensitive name."""
-        return _header(self.headers, name)
-
 
 @dataclass(frozen=True)
-class HttpResponse:
+class HttpResponse(_HttpMessage):
     """What the admin server answered."""
 
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
-
-    def header(self, name: str) -> str | None:
-        """A header value, by case-insensitive name."""
-        return _header(self.headers, name)
 
 
 # --- trigger --------------------------------------------------------------------------------------

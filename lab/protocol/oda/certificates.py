@@ -51,20 +51,19 @@ from .common import (
     PAD_BYTE,
     PK_ALGORITHM_RSA,
     PK_ALGORITHM_SM2,
-    RECOVERED_DATA_HEADER,
-    RECOVERED_DATA_TRAILER,
     OdaError,
+    check_block_hash,
     check_exponent,
     check_hash_algorithm,
     check_not_expired,
-    compute_hash,
     decode_cn,
     encode_cn,
     expiry_bytes,
-    hash_name,
     issuer_identifier_bytes,
     masked,
+    open_block,
     pan_digits,
+    seal_block,
     serial_bytes,
 )
 from .keys import (
@@ -140,41 +139,23 @@ class IccCertificateBundle:
 # -- RSA block helpers (Book 2 Annex A2.1) --------------------------------------------------------
 
 
-def _seal(signer: RsaPrivateKey, body: bytes, hashed_tail: bytes, hash_alg: int, *, field: str) -> bytes:
-    """Sign ``6A || body || hash(body || hashed_tail) || BC`` with message recovery."""
-    digest = compute_hash(hash_alg, body + hashed_tail, field=field)
-    block = bytes([RECOVERED_DATA_HEADER]) + body + digest + bytes([RECOVERED_DATA_TRAILER])
-    return signer.sign_raw(block, field=field)
-
-
-def _open(signer: RsaPublicKey, signed: bytes, fmt: int, *, field: str, what: str) -> bytes:
-    """Recovered block after the length, recovery, trailer, header and format checks (Book 2 6.3 steps 1-4)."""
-    if len(signed) != signer.size:
-        raise OdaError(f"{what} is {len(signed)} bytes", check="length", field=field,
-                       expected=f"{signer.size} bytes, the length of the signer's modulus")
-    block = signer.recover(signed, field=field)
-    if block[-1] != RECOVERED_DATA_TRAILER:
-        raise OdaError(f"recovered data trailer {block[-1]:02X}", check="trailer", field=field,
-                       expected=f"{RECOVERED_DATA_TRAILER:02X} (wrong key, or the {what} was altered)")
-    if block[0] != RECOVERED_DATA_HEADER:
-        raise OdaError(f"recovered data header {block[0]:02X}", check="header", field=field,
-                       expected=f"{RECOVERED_DATA_HEADER:02X}")
-    if block[1] != fmt:
-        raise OdaError(f"certificate format {block[1]:02X}", check="format", field=field, expected=f"{fmt:02X}")
-    return block
-
-
-def _check_digest(block: bytes, hash_alg: int, hashed: bytes, *, field: str, covers: str) -> None:
-    if compute_hash(hash_alg, hashed, field=field) != block[-1 - HASH_LENGTH : -1]:
-        raise OdaError(f"the recovered hash result differs from {hash_name(hash_alg)} over {covers}",
-                       check="hash", field=field, expected="those data exactly as they were signed")
-
-
 def _split_key(modulus: bytes, field_length: int) -> tuple[bytes, bytes]:
     """Key field (BB-padded if the key is short) and remainder (Book 2 tables 6 and 14)."""
     if len(modulus) <= field_length:
         return modulus + bytes([PAD_BYTE]) * (field_length - len(modulus)), b""
     return modulus[:field_length], modulus[field_length:]
+
+
+def _rsa_certificate(signer: RsaPrivateKey, subject: RsaPublicKey, fmt: int, subject_data: bytes, overhead: int,
+                     hash_alg: int, hashed_extra: bytes, *, field: str) -> tuple[bytes, bytes, bytes]:
+    """``(certificate, remainder, exponent)`` of an RSA key certified with an RSA key (Book 2 tables 6 and 14):
+    ``subject_data`` stands between the format and the hash algorithm indicator, ``overhead`` is what the
+    certificate leaves of N for the key, ``hashed_extra`` is hashed after the remainder and exponent."""
+    key_field, remainder = _split_key(subject.modulus, signer.size - overhead)
+    exponent = subject.exponent
+    body = (bytes([fmt]) + subject_data + bytes([hash_alg, PK_ALGORITHM_RSA, subject.size, len(exponent)])
+            + key_field)
+    return seal_block(signer, body, remainder + exponent + hashed_extra, hash_alg, field=field), remainder, exponent
 
 
 def _check_remainder(remainder: bytes, key_length: int, field_length: int, *, field: str) -> None:
@@ -257,11 +238,9 @@ def make_issuer_certificate(
     if n_i > n_ca:
         raise OdaError(f"issuer key of {n_i} bytes under a CA key of {n_ca}", check="key size", field="issuer_key",
                        expected="N_I <= N_CA (Book 2 6.1)")
-    key_field, remainder = _split_key(issuer_public.modulus, n_ca - ISSUER_CERTIFICATE_OVERHEAD)
-    exponent = issuer_public.exponent
-    body = (bytes([FORMAT_ISSUER_CERTIFICATE]) + id_raw + expiry_raw + serial_raw
-            + bytes([hash_alg, PK_ALGORITHM_RSA, n_i, len(exponent)]) + key_field)
-    certificate = _seal(ca_key, body, remainder + exponent, hash_alg, field="tag 90")
+    certificate, remainder, exponent = _rsa_certificate(
+        ca_key, issuer_public, FORMAT_ISSUER_CERTIFICATE, id_raw + expiry_raw + serial_raw,
+        ISSUER_CERTIFICATE_OVERHEAD, hash_alg, b"", field="tag 90")
     return IssuerCertificateBundle(ca.index, certificate, remainder, exponent, "rsa")
 
 
@@ -298,13 +277,13 @@ def recover_issuer_public_key(
             header_length=sm2_forms.ISSUER_HEADER_LENGTH, field=field, what="issuer certificate")
         _check_issuer_fields(header[1:5], header[5:7], header[7:10], digits, today, revoked_serials, field=field)
         return Sm2PublicKey.from_xy(xy)
-    block = _open(ca_key, cert, FORMAT_ISSUER_CERTIFICATE, field=field, what="issuer public key certificate")
+    block = open_block(ca_key, cert, FORMAT_ISSUER_CERTIFICATE, field=field, what="issuer public key certificate")
     hash_alg, pk_alg, n_i, exp_length = block[11], block[12], block[13], block[14]
     check_hash_algorithm(hash_alg, field=field)
     key_field = block[15 : -1 - HASH_LENGTH]
     _check_remainder(remainder, n_i, len(key_field), field="tag 92")
-    _check_digest(block, hash_alg, block[1 : -1 - HASH_LENGTH] + remainder + exponent, field=field,
-                  covers="the certificate data, the remainder (92) and the exponent (9F32)")
+    check_block_hash(block, hash_alg, block[1 : -1 - HASH_LENGTH] + remainder + exponent, field=field,
+                     covers="the certificate data, the remainder (92) and the exponent (9F32)")
     _check_issuer_fields(block[2:6], block[6:8], block[8:11], digits, today, revoked_serials, field=field)
     _check_pk_algorithm(pk_alg, PK_ALGORITHM_RSA, field=field)
     _check_exponent_field(exp_length, exponent, field="tag 9F32")
@@ -378,11 +357,9 @@ def make_icc_certificate(
     if n_ic > n_i:
         raise OdaError(f"ICC key of {n_ic} bytes under an issuer key of {n_i}", check="key size", field="icc_key",
                        expected="N_IC <= N_I (Book 2 6.1)")
-    key_field, remainder = _split_key(icc_public.modulus, n_i - ICC_CERTIFICATE_OVERHEAD)
-    exponent = icc_public.exponent
-    body = (bytes([FORMAT_ICC_CERTIFICATE]) + pan_raw + expiry_raw + serial_raw
-            + bytes([hash_alg, PK_ALGORITHM_RSA, n_ic, len(exponent)]) + key_field)
-    certificate = _seal(issuer_key, body, remainder + exponent + static_data, hash_alg, field="tag 9F46")
+    certificate, remainder, exponent = _rsa_certificate(
+        issuer_key, icc_public, FORMAT_ICC_CERTIFICATE, pan_raw + expiry_raw + serial_raw,
+        ICC_CERTIFICATE_OVERHEAD, hash_alg, static_data, field="tag 9F46")
     return IccCertificateBundle(certificate, remainder, exponent, "rsa")
 
 
@@ -420,14 +397,14 @@ def recover_icc_public_key(
     if not isinstance(issuer_public, RsaPublicKey):
         raise OdaError(f"issuer key of type {type(issuer_public).__name__}", check="key type",
                        field="issuer_public", expected="RsaPublicKey or Sm2PublicKey")
-    block = _open(issuer_public, cert, FORMAT_ICC_CERTIFICATE, field=field, what="ICC public key certificate")
+    block = open_block(issuer_public, cert, FORMAT_ICC_CERTIFICATE, field=field, what="ICC public key certificate")
     hash_alg, pk_alg, n_ic, exp_length = block[17], block[18], block[19], block[20]
     check_hash_algorithm(hash_alg, field=field)
     key_field = block[21 : -1 - HASH_LENGTH]
     _check_remainder(remainder, n_ic, len(key_field), field="tag 9F48")
-    _check_digest(block, hash_alg, block[1 : -1 - HASH_LENGTH] + remainder + exponent + static, field=field,
-                  covers="the certificate data, the remainder (9F48), the exponent (9F47) and the static data "
-                         "to be authenticated")
+    check_block_hash(block, hash_alg, block[1 : -1 - HASH_LENGTH] + remainder + exponent + static, field=field,
+                     covers="the certificate data, the remainder (9F48), the exponent (9F47) and the static data "
+                            "to be authenticated")
     _check_pan(block[2:12], digits, field=field)
     check_not_expired(block[12:14], today, field=field)
     _check_pk_algorithm(pk_alg, PK_ALGORITHM_RSA, field=field)
@@ -464,7 +441,7 @@ def sign_static_data(
                        expected="2 bytes")
     body = (bytes([FORMAT_SIGNED_STATIC_DATA, hash_alg]) + dac
             + bytes([PAD_BYTE]) * (issuer_private.size - SSAD_OVERHEAD))
-    return _seal(issuer_private, body, as_bytes(static_data, field="static data"), hash_alg, field="tag 93")
+    return seal_block(issuer_private, body, as_bytes(static_data, field="static data"), hash_alg, field="tag 93")
 
 
 def verify_static_data(issuer_public: RsaPublicKey, ssad_93: bytes, static_data: bytes) -> bytes:
@@ -473,11 +450,11 @@ def verify_static_data(issuer_public: RsaPublicKey, ssad_93: bytes, static_data:
         raise OdaError(f"issuer key of type {type(issuer_public).__name__}", check="key type",
                        field="issuer_public", expected="RsaPublicKey (SDA is RSA only)")
     field = "tag 93"
-    block = _open(issuer_public, as_bytes(ssad_93, field=field), FORMAT_SIGNED_STATIC_DATA, field=field,
-                  what="signed static application data")
+    block = open_block(issuer_public, as_bytes(ssad_93, field=field), FORMAT_SIGNED_STATIC_DATA, field=field,
+                       what="signed static application data")
     check_hash_algorithm(block[2], field=field)
-    _check_digest(block, block[2], block[1 : -1 - HASH_LENGTH] + as_bytes(static_data, field="static data"),
-                  field=field, covers="the signed data and the static data to be authenticated")
+    check_block_hash(block, block[2], block[1 : -1 - HASH_LENGTH] + as_bytes(static_data, field="static data"),
+                     field=field, covers="the signed data and the static data to be authenticated")
     return block[3:5]
 
 

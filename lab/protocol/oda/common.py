@@ -12,10 +12,14 @@ import calendar
 import hashlib
 from collections.abc import Callable
 from datetime import date
+from typing import TYPE_CHECKING
 
 from ..crypto.primitives import sm3
 from ..errors import ProtocolError
 from ..masking import mask_pan
+
+if TYPE_CHECKING:
+    from .keys import RsaPrivateKey, RsaPublicKey
 
 RECOVERED_DATA_HEADER = 0x6A
 """First byte of every block recovered with a public key (Book 2 Annex A2.1)."""
@@ -89,6 +93,45 @@ def compute_hash(alg: int, data: bytes, *, field: str) -> bytes:
 def sm3_hash(data: bytes) -> bytes:
     """SM3 (GB/T 32905), for the SM2 forms and SM2 CA key check sums [M]."""
     return sm3(data)
+
+
+# -- RSA signatures with message recovery (Book 2 Annex A2.1): certificates, SSAD, SDAD ----------
+
+
+def seal_block(signer: RsaPrivateKey, body: bytes, hashed_tail: bytes, hash_alg: int, *, field: str) -> bytes:
+    """Sign ``6A || body || hash(body || hashed_tail) || BC`` with message recovery."""
+    digest = compute_hash(hash_alg, body + hashed_tail, field=field)
+    block = bytes([RECOVERED_DATA_HEADER]) + body + digest + bytes([RECOVERED_DATA_TRAILER])
+    return signer.sign_raw(block, field=field)
+
+
+def open_block(signer: RsaPublicKey, signed: bytes, fmt: int, *, field: str, what: str, length_problem: str = "",
+               modulus: str = "the signer's modulus", key: str = "key",
+               format_name: str = "certificate format") -> bytes:
+    """Recovered block after the length, recovery, trailer, header and format checks (Book 2 5.4, 6.3, 6.4
+    and 6.5.2, steps 1-4). The wording of the messages: ``length_problem`` (default ``"<what> is N bytes"``),
+    ``modulus`` (whose length the data must have), ``key`` (the key that may be wrong), ``format_name``."""
+    if len(signed) != signer.size:
+        raise OdaError(length_problem or f"{what} is {len(signed)} bytes", check="length", field=field,
+                       expected=f"{signer.size} bytes, the length of {modulus}")
+    block = signer.recover(signed, field=field)
+    if block[-1] != RECOVERED_DATA_TRAILER:
+        raise OdaError(f"recovered data trailer {block[-1]:02X}", check="trailer", field=field,
+                       expected=f"{RECOVERED_DATA_TRAILER:02X} (wrong {key}, or the {what} was altered)")
+    if block[0] != RECOVERED_DATA_HEADER:
+        raise OdaError(f"recovered data header {block[0]:02X}", check="header", field=field,
+                       expected=f"{RECOVERED_DATA_HEADER:02X}")
+    if block[1] != fmt:
+        raise OdaError(f"{format_name} {block[1]:02X}", check="format", field=field, expected=f"{fmt:02X}")
+    return block
+
+
+def check_block_hash(block: bytes, hash_alg: int, hashed: bytes, *, field: str, covers: str,
+                     expected: str = "those data exactly as they were signed") -> None:
+    """The hash result in a recovered block must be the hash of ``hashed`` (what ``covers`` describes)."""
+    if compute_hash(hash_alg, hashed, field=field) != block[-1 - HASH_LENGTH : -1]:
+        raise OdaError(f"the recovered hash result differs from {hash_name(hash_alg)} over {covers}",
+                       check="hash", field=field, expected=expected)
 
 
 # -- exponents -----------------------------------------------------------------------------------

@@ -37,12 +37,11 @@ from .common import (
     HASH_SHA1,
     HASH_SM3,
     PAD_BYTE,
-    RECOVERED_DATA_HEADER,
-    RECOVERED_DATA_TRAILER,
     OdaError,
+    check_block_hash,
     check_hash_algorithm,
-    compute_hash,
-    hash_name,
+    open_block,
+    seal_block,
 )
 from .keys import Algorithm, PrivateKey, PublicKey, RsaPrivateKey, RsaPublicKey, Sm2PublicKey
 
@@ -118,9 +117,7 @@ def sign_dynamic_data(
                        expected=f"at most N_IC - 25 = {n_ic - SDAD_OVERHEAD} bytes")
     body = (bytes([FORMAT_SIGNED_DYNAMIC_DATA, hash_alg, len(dd)]) + dd
             + bytes([PAD_BYTE]) * (n_ic - len(dd) - SDAD_OVERHEAD))
-    digest = compute_hash(hash_alg, body + terminal, field="tag 9F4B")
-    block = bytes([RECOVERED_DATA_HEADER]) + body + digest + bytes([RECOVERED_DATA_TRAILER])
-    return icc_private.sign_raw(block, field="tag 9F4B")
+    return seal_block(icc_private, body, terminal, hash_alg, field="tag 9F4B")
 
 
 def verify_dynamic_signature(icc_public: PublicKey, sdad: bytes, terminal_dynamic_data: bytes) -> DynamicData:
@@ -140,29 +137,17 @@ def verify_dynamic_signature(icc_public: PublicKey, sdad: bytes, terminal_dynami
         raise OdaError(f"ICC key of type {type(icc_public).__name__}", check="key type", field="icc_public",
                        expected="RsaPublicKey or Sm2PublicKey")
     n_ic = icc_public.size
-    if len(signed) != n_ic:
-        raise OdaError(f"SDAD of {len(signed)} bytes", check="length", field=field,
-                       expected=f"{n_ic} bytes, the length of the ICC modulus")
-    block = icc_public.recover(signed, field=field)
-    if block[-1] != RECOVERED_DATA_TRAILER:
-        raise OdaError(f"recovered data trailer {block[-1]:02X}", check="trailer", field=field,
-                       expected=f"{RECOVERED_DATA_TRAILER:02X} (wrong ICC key, or the SDAD was altered)")
-    if block[0] != RECOVERED_DATA_HEADER:
-        raise OdaError(f"recovered data header {block[0]:02X}", check="header", field=field,
-                       expected=f"{RECOVERED_DATA_HEADER:02X}")
-    if block[1] != FORMAT_SIGNED_DYNAMIC_DATA:
-        raise OdaError(f"signed data format {block[1]:02X}", check="format", field=field,
-                       expected=f"{FORMAT_SIGNED_DYNAMIC_DATA:02X}")
+    block = open_block(icc_public, signed, FORMAT_SIGNED_DYNAMIC_DATA, field=field, what="SDAD",
+                       length_problem=f"SDAD of {len(signed)} bytes", modulus="the ICC modulus", key="ICC key",
+                       format_name="signed data format")
     hash_alg, ldd = block[2], block[3]
     check_hash_algorithm(hash_alg, field=field)
     if ldd > n_ic - SDAD_OVERHEAD:
         raise OdaError(f"L_DD {ldd}", check="dynamic data length", field=field,
                        expected=f"at most N_IC - 25 = {n_ic - SDAD_OVERHEAD}")
-    digest = compute_hash(hash_alg, block[1 : -1 - HASH_LENGTH] + terminal, field=field)
-    if digest != block[-1 - HASH_LENGTH : -1]:
-        raise OdaError(f"the recovered hash result differs from {hash_name(hash_alg)} over the signed data and "
-                       "the terminal dynamic data", check="hash", field=field,
-                       expected="the terminal dynamic data the card signed (UN, amount, ... unchanged)")
+    check_block_hash(block, hash_alg, block[1 : -1 - HASH_LENGTH] + terminal, field=field,
+                     covers="the signed data and the terminal dynamic data",
+                     expected="the terminal dynamic data the card signed (UN, amount, ... unchanged)")
     dd = block[4 : 4 + ldd]
     return DynamicData(FORMAT_SIGNED_DYNAMIC_DATA, hash_alg, dd, _icc_dynamic_number(dd, field=field), "rsa")
 

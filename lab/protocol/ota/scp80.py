@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import hmac
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Literal
+from typing import Literal, TypeVar
 
 from ..crypto.mac import iso9797_mac_alg1
 from ..crypto.primitives import aes_cmac, cbc_decrypt, cbc_encrypt, ecb_decrypt, ecb_encrypt
@@ -165,22 +165,31 @@ _KID_MACS: dict[KidAlgorithm, tuple[_Name, tuple[int, ...]]] = {
     KidAlgorithm.AES_CMAC: ("aes", (16, 24, 32)),
 }
 _RC_LENGTHS = {RcAlgorithm.CRC16: 2, RcAlgorithm.CRC32: 4}
+_Algorithm = TypeVar("_Algorithm", KicAlgorithm, KidAlgorithm, RcAlgorithm)
+
+
+def _key_algorithm(
+    kind: type[_Algorithm], kic_or_kid: int, implicit: int | None, supported: Container[_Algorithm]
+) -> tuple[int, _Algorithm | None]:
+    """The algorithm nibble of a KIc/KID byte (nibble 0, IMPLICIT, stands for ``implicit`` when one was
+    agreed) and its ``kind`` member, None unless ``supported``."""
+    nibble = key_algorithm(kic_or_kid)
+    if nibble == 0 and implicit is not None:
+        nibble = int(implicit)
+    try:
+        algorithm = kind(nibble)
+    except ValueError:
+        return nibble, None
+    return nibble, algorithm if algorithm in supported else None
 
 
 def _kic_algorithm(kic: int, implicit: KicAlgorithm | None) -> KicAlgorithm:
-    nibble = key_algorithm(kic)
-    if nibble == KicAlgorithm.IMPLICIT and implicit is not None:
-        nibble = int(implicit)
-    try:
-        algorithm = KicAlgorithm(nibble)
-    except ValueError:
-        algorithm = None
-    if algorithm not in _KIC_CIPHERS:
+    nibble, algorithm = _key_algorithm(KicAlgorithm, kic, implicit, _KIC_CIPHERS)
+    if algorithm is None:
         raise _fail(
             PorStatus.CIPHERING_ERROR, f"unsupported KIc algorithm {nibble:X}",
             field="KIc", expected="1, 2, 5, 9 or D (or 0 with an agreed algorithm)",
         )
-    assert algorithm is not None
     return algorithm
 
 
@@ -239,32 +248,23 @@ def _checksum_length(
 
 
 def _kid_algorithm(kid: int, implicit: KidAlgorithm | RcAlgorithm | None) -> KidAlgorithm:
-    nibble = key_algorithm(kid)
-    if nibble == KidAlgorithm.IMPLICIT and implicit is not None:
-        nibble = int(implicit)
-    try:
-        algorithm = KidAlgorithm(nibble)
-    except ValueError:
-        algorithm = None
-    if algorithm not in _KID_MACS:
+    nibble, algorithm = _key_algorithm(KidAlgorithm, kid, implicit, _KID_MACS)
+    if algorithm is None:
         raise _format_error(
             f"unsupported KID algorithm {nibble:X} for a cryptographic checksum",
             field="KID", expected="1, 2, 5 or 9 (or 0 with an agreed algorithm)",
         )
-    assert algorithm is not None
     return algorithm
 
 
 def _rc_algorithm(kid: int, implicit: KidAlgorithm | RcAlgorithm | None) -> RcAlgorithm:
-    nibble = key_algorithm(kid)
-    if nibble == RcAlgorithm.IMPLICIT and implicit is not None:
-        nibble = int(implicit)
-    if nibble not in _RC_LENGTHS:
+    nibble, algorithm = _key_algorithm(RcAlgorithm, kid, implicit, _RC_LENGTHS)
+    if algorithm is None:
         raise _format_error(
             f"unsupported KID algorithm {nibble:X} for a redundancy check",
             field="KID", expected="1 (CRC16) or 5 (CRC32)",
         )
-    return RcAlgorithm(nibble)
+    return algorithm
 
 
 def _crc16(data: bytes) -> bytes:
@@ -365,6 +365,112 @@ def keys_by_tar(table: dict[bytes, OtaKeys]) -> KeyResolver:
     return resolve
 
 
+# --- packet framing (the same rules for command and response packets) ---------------------------
+
+
+@dataclass(frozen=True)
+class _Framing:
+    """What tells a command packet's framing from a response packet's (module docstring)."""
+
+    name: str  # "command packet" / "response packet"
+    short: str  # what a too-short packet is called in errors
+    label: str  # prefix of a checksum mismatch message
+    udh: bytes  # COMMAND_UDH / RESPONSE_UDH
+    length: str  # "CPL" / "RPL"
+    header_length: str  # "CHL" / "RHL"
+    header_size: int  # CPL/RPL through TAR
+    counters_size: int  # CNTR PCNTR [status]
+    min_size: int  # the shortest packet after the UDH
+    checksum_prefix: bytes  # what the checksum covers before CPL/RPL
+
+    @property
+    def base_header_length(self) -> int:
+        """CHL/RHL without a checksum: 13 (SPI..PCNTR), 10 (TAR..status)."""
+        return self.header_size - 3 + self.counters_size
+
+
+_COMMAND = _Framing("command packet", "packet", "", COMMAND_UDH, "CPL", "CHL", 10, 6, 10, b"")
+_RESPONSE = _Framing("response packet", "PoR", "PoR ", RESPONSE_UDH, "RPL", "RHL", 6, 7, 13, RESPONSE_UDH)
+
+
+def _seal(
+    f: _Framing, fields: bytes, status: bytes, *, checksum: Checksum, ciphered: bool, kic: int, kid: int,
+    kic_key: bytes, kid_key: bytes, counter: int, data: bytes, sig_len: int, udh: bool,
+    implicit_kic: KicAlgorithm | None, implicit_kid: KidAlgorithm | RcAlgorithm | None,
+) -> bytes:
+    """Pad, checksum and cipher a packet: ``fields`` follow CHL/RHL, ``status`` ends the counters."""
+    pad = -(f.counters_size + sig_len + len(data)) % _block_size(kic, implicit_kic) if ciphered else 0
+    tail = bytes(data) + bytes(pad)
+    length = 1 + len(fields) + f.counters_size + sig_len + len(tail)
+    if length > 0xFFFF:
+        raise ProtocolError(f"{f.name} of {length} bytes", field=f.length, expected="at most 65535")
+    header = length.to_bytes(2, "big") + bytes((f.base_header_length + sig_len,)) + fields
+    counters = counter.to_bytes(5, "big") + bytes((pad,)) + status
+    signature = b""
+    if sig_len:
+        signature = _compute_checksum(
+            checksum, kid, kid_key, f.checksum_prefix + header + counters + tail, sig_len, implicit_kid
+        )
+    body = counters + signature + tail
+    if ciphered:
+        body = _encrypt(kic, kic_key, body, implicit_kic)
+    return (f.udh if udh else b"") + header + body
+
+
+def _frame(f: _Framing, packet: bytes, udh: bool) -> int:
+    """Check the UDH, the size, CPL/RPL and the CHL/RHL minimum; the offset of CPL/RPL."""
+    off = 0
+    if udh:
+        if packet[:3] != f.udh:
+            raise _format_error(f"no {f.name} user data header", offset=0, expected=f.udh.hex(" "), field="UDH")
+        off = 3
+    if len(packet) < off + f.min_size:
+        raise _format_error(f"{f.short} of {len(packet)} bytes", offset=len(packet), expected="a full header")
+    length = int.from_bytes(packet[off : off + 2], "big")
+    if length != len(packet) - off - 2:
+        raise _format_error(f"{f.length} {length} but {len(packet) - off - 2} bytes follow", offset=off, field=f.length)
+    hl = packet[off + 2]
+    if hl < f.base_header_length:
+        raise _format_error(f"{f.header_length} {hl}", offset=off + 2, field=f.header_length,
+                            expected=f"at least {f.base_header_length}")
+    return off
+
+
+def _split(f: _Framing, packet: bytes, off: int) -> tuple[bytes, bytes, int]:
+    """``(header, secured part, checksum length)``; CHL/RHL must not run past the packet."""
+    hl = packet[off + 2]
+    header, secured = packet[off : off + f.header_size], packet[off + f.header_size :]
+    sig_len = hl - f.base_header_length
+    if len(secured) < f.counters_size + sig_len:
+        raise _format_error(f"{f.header_length} {hl} runs past the {len(secured)} secured bytes", offset=off + 2,
+                            field=f.header_length)
+    return header, secured, sig_len
+
+
+def _open(
+    f: _Framing, header: bytes, secured: bytes, sig_len: int, *, checksum: Checksum, ciphered: bool, kic: int,
+    kid: int, kic_key: bytes, kid_key: bytes, implicit_kic: KicAlgorithm | None,
+    implicit_kid: KidAlgorithm | RcAlgorithm | None,
+) -> tuple[bytes, bytes, bytes]:
+    """Decipher, verify the RC/CC/DS (01) and PCNTR: ``(counters, checksum, data with padding)``."""
+    plain = _decrypt(kic, kic_key, secured, implicit_kic) if ciphered else secured
+    n = f.counters_size
+    counters, signature, tail = plain[:n], plain[n : n + sig_len], plain[n + sig_len :]
+    if sig_len:
+        expected = _compute_checksum(
+            checksum, kid, kid_key, f.checksum_prefix + header + counters + tail, sig_len, implicit_kid
+        )
+        if not hmac.compare_digest(expected, signature):
+            raise _fail(PorStatus.RC_CC_DS_FAILED, f"{f.label}{checksum.name} mismatch", field=checksum.name)
+    pcntr = counters[5]
+    if pcntr > len(tail):
+        raise _fail(
+            PorStatus.CIPHERING_ERROR if ciphered else PorStatus.UNIDENTIFIED_SECURITY_ERROR,
+            f"PCNTR {pcntr} exceeds the {len(tail)} data bytes", field="PCNTR",
+        )
+    return counters, signature, tail
+
+
 # --- command packet -----------------------------------------------------------------------------
 
 
@@ -392,24 +498,11 @@ def build_command_packet(
     decoded = _spi(spi)
     _check_build_args(tar, counter, kic, kid)
     sig_len = _checksum_length(decoded.checksum, kid, implicit_kid, cc_length)
-    pad = 0
-    if decoded.ciphering:
-        pad = -(6 + sig_len + len(data)) % _block_size(kic, implicit_kic)
-    tail = bytes(data) + bytes(pad)
-    cpl = 1 + 7 + 6 + sig_len + len(tail)
-    if cpl > 0xFFFF:
-        raise ProtocolError(f"command packet of {cpl} bytes", field="CPL", expected="at most 65535")
-    header = cpl.to_bytes(2, "big") + bytes((13 + sig_len,)) + decoded.encode() + bytes((kic, kid)) + tar
-    counters = counter.to_bytes(5, "big") + bytes((pad,))
-    signature = b""
-    if sig_len:
-        signature = _compute_checksum(
-            decoded.checksum, kid, kid_key, header + counters + tail, sig_len, implicit_kid
-        )
-    body = counters + signature + tail
-    if decoded.ciphering:
-        body = _encrypt(kic, kic_key, body, implicit_kic)
-    return (COMMAND_UDH if udh else b"") + header + body
+    return _seal(
+        _COMMAND, decoded.encode() + bytes((kic, kid)) + tar, b"", checksum=decoded.checksum,
+        ciphered=decoded.ciphering, kic=kic, kid=kid, kic_key=kic_key, kid_key=kid_key, counter=counter,
+        data=data, sig_len=sig_len, udh=udh, implicit_kic=implicit_kic, implicit_kid=implicit_kid,
+    )
 
 
 def parse_command_packet(
@@ -431,32 +524,12 @@ def parse_command_packet(
     failure is an :class:`OtaError` whose ``por_status`` is the PoR status to answer with.
     """
     packet = bytes(packet)
-    off = 0
-    if udh:
-        if packet[:3] != COMMAND_UDH:
-            raise _format_error(
-                "no command packet user data header", offset=0, expected="02 70 00", field="UDH"
-            )
-        off = 3
-    if len(packet) < off + 10:
-        raise _format_error(f"packet of {len(packet)} bytes", offset=len(packet), expected="a full header")
-    cpl = int.from_bytes(packet[off : off + 2], "big")
-    if cpl != len(packet) - off - 2:
-        raise _format_error(
-            f"CPL {cpl} but {len(packet) - off - 2} bytes follow", offset=off, field="CPL",
-        )
+    off = _frame(_COMMAND, packet, udh)
     chl = packet[off + 2]
-    if chl < 13:
-        raise _format_error(f"CHL {chl}", offset=off + 2, field="CHL", expected="at least 13")
     spi = Spi.decode(packet[off + 3 : off + 5])
     kic, kid = packet[off + 5], packet[off + 6]
     tar = packet[off + 7 : off + 10]
-    header, secured = packet[off : off + 10], packet[off + 10 :]
-    sig_len = chl - 13
-    if len(secured) < 6 + sig_len:
-        raise _format_error(
-            f"CHL {chl} runs past the {len(secured)} secured bytes", offset=off + 2, field="CHL",
-        )
+    header, secured, sig_len = _split(_COMMAND, packet, off)
     if _checksum_length(spi.checksum, kid, implicit_kid, sig_len) != sig_len:
         raise _format_error(f"CHL {chl} does not fit the SPI's RC/CC/DS", offset=off + 2, field="CHL")
 
@@ -466,20 +539,11 @@ def parse_command_packet(
             PorStatus.INSUFFICIENT_SECURITY_LEVEL, f"SPI {spi.encode().hex().upper()} below the MSL "
             f"{minimum_security_level:02X}", field="SPI",
         )
-    plain = _decrypt(kic, kic_key, secured, implicit_kic) if spi.ciphering else secured
-    counters, signature, tail = plain[:6], plain[6 : 6 + sig_len], plain[6 + sig_len :]
-    if sig_len:
-        expected = _compute_checksum(
-            spi.checksum, kid, kid_key, header + counters + tail, sig_len, implicit_kid
-        )
-        if not hmac.compare_digest(expected, signature):
-            raise _fail(PorStatus.RC_CC_DS_FAILED, f"{spi.checksum.name} mismatch", field=spi.checksum.name)
+    counters, signature, tail = _open(
+        _COMMAND, header, secured, sig_len, checksum=spi.checksum, ciphered=spi.ciphering, kic=kic, kid=kid,
+        kic_key=kic_key, kid_key=kid_key, implicit_kic=implicit_kic, implicit_kid=implicit_kid,
+    )
     pcntr = counters[5]
-    if pcntr > len(tail):
-        raise _fail(
-            PorStatus.CIPHERING_ERROR if spi.ciphering else PorStatus.UNIDENTIFIED_SECURITY_ERROR,
-            f"PCNTR {pcntr} exceeds the {len(tail)} data bytes", field="PCNTR",
-        )
     counter = int.from_bytes(counters[:5], "big")
     state = _check_counter(spi.counter, counter, last_counter)
     return CommandPacket(
@@ -500,22 +564,11 @@ def _build_response(
     if not 0 <= status <= 0xFF:
         raise ProtocolError(f"status {status} is not a byte", field="status")
     sig_len = _checksum_length(checksum, kid, implicit_kid, cc_length)
-    pad = -(7 + sig_len + len(data)) % _block_size(kic, implicit_kic) if ciphered else 0
-    tail = bytes(data) + bytes(pad)
-    rpl = 1 + 3 + 7 + sig_len + len(tail)
-    if rpl > 0xFFFF:
-        raise ProtocolError(f"response packet of {rpl} bytes", field="RPL", expected="at most 65535")
-    header = rpl.to_bytes(2, "big") + bytes((10 + sig_len,)) + tar
-    counters = counter.to_bytes(5, "big") + bytes((pad, status))
-    signature = b""
-    if sig_len:
-        signature = _compute_checksum(
-            checksum, kid, kid_key, RESPONSE_UDH + header + counters + tail, sig_len, implicit_kid
-        )
-    body = counters + signature + tail
-    if ciphered:
-        body = _encrypt(kic, kic_key, body, implicit_kic)
-    return (RESPONSE_UDH if udh else b"") + header + body
+    return _seal(
+        _RESPONSE, tar, bytes((status,)), checksum=checksum, ciphered=ciphered, kic=kic, kid=kid,
+        kic_key=kic_key, kid_key=kid_key, counter=counter, data=data, sig_len=sig_len, udh=udh,
+        implicit_kic=implicit_kic, implicit_kid=implicit_kid,
+    )
 
 
 def build_response_packet(
@@ -567,28 +620,10 @@ def parse_response_packet(
     """
     decoded = _spi(spi)
     packet = bytes(packet)
-    off = 0
-    if udh:
-        if packet[:3] != RESPONSE_UDH:
-            raise _format_error(
-                "no response packet user data header", offset=0, expected="02 71 00", field="UDH"
-            )
-        off = 3
-    if len(packet) < off + 13:
-        raise _format_error(f"PoR of {len(packet)} bytes", offset=len(packet), expected="a full header")
-    rpl = int.from_bytes(packet[off : off + 2], "big")
-    if rpl != len(packet) - off - 2:
-        raise _format_error(f"RPL {rpl} but {len(packet) - off - 2} bytes follow", offset=off, field="RPL")
+    off = _frame(_RESPONSE, packet, udh)
     rhl = packet[off + 2]
-    if rhl < 10:
-        raise _format_error(f"RHL {rhl}", offset=off + 2, field="RHL", expected="at least 10")
-    header, secured = packet[off : off + 6], packet[off + 6 :]
+    header, secured, sig_len = _split(_RESPONSE, packet, off)
     tar = header[3:6]
-    sig_len = rhl - 10
-    if len(secured) < 7 + sig_len:
-        raise _format_error(
-            f"RHL {rhl} runs past the {len(secured)} secured bytes", offset=off + 2, field="RHL"
-        )
 
     checksum, ciphered = decoded.por_checksum, decoded.por_ciphered
     if sig_len == 0 and len(secured) == 7 and (checksum != Checksum.NONE or ciphered):
@@ -602,20 +637,11 @@ def parse_response_packet(
         )
     if _checksum_length(checksum, kid, implicit_kid, sig_len) != sig_len:
         raise _format_error(f"RHL {rhl} does not fit the SPI's PoR RC/CC/DS", offset=off + 2, field="RHL")
-    plain = _decrypt(kic, kic_key, secured, implicit_kic) if ciphered else secured
-    counters, signature, tail = plain[:7], plain[7 : 7 + sig_len], plain[7 + sig_len :]
-    if sig_len:
-        expected = _compute_checksum(
-            checksum, kid, kid_key, RESPONSE_UDH + header + counters + tail, sig_len, implicit_kid
-        )
-        if not hmac.compare_digest(expected, signature):
-            raise _fail(PorStatus.RC_CC_DS_FAILED, f"PoR {checksum.name} mismatch", field=checksum.name)
+    counters, signature, tail = _open(
+        _RESPONSE, header, secured, sig_len, checksum=checksum, ciphered=ciphered, kic=kic, kid=kid,
+        kic_key=kic_key, kid_key=kid_key, implicit_kic=implicit_kic, implicit_kid=implicit_kid,
+    )
     pcntr = counters[5]
-    if pcntr > len(tail):
-        raise _fail(
-            PorStatus.CIPHERING_ERROR if ciphered else PorStatus.UNIDENTIFIED_SECURITY_ERROR,
-            f"PCNTR {pcntr} exceeds the {len(tail)} data bytes", field="PCNTR",
-        )
     return ResponsePacket(
         tar=tar, counter=int.from_bytes(counters[:5], "big"), pcntr=pcntr, status=counters[6],
         checksum=signature, data=tail[: len(tail) - pcntr],
