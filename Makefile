@@ -33,6 +33,7 @@ lint: venv
 bench: venv
 	$(VPY) bench/run.py
 	$(VPY) bench/se_apdus.py
+	$(VPY) bench/backend_auth.py
 
 system-deps:
 	@missing=""; \

@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
 
 from ..protocol.crypto.primitives import ecb_decrypt, ecb_encrypt, kcv
 from ..protocol.errors import Iso8583Error, MacError
@@ -250,7 +251,7 @@ class AcquirerHost:
         self.forwarder = StoreAndForward(self.switch, on_ack=self._advice_acknowledged)
         self.server: IsoServer | None = None
         self.terminals: dict[str, _Terminal] = {}
-        self.db = HostDb(ctx.engine)
+        self.db = HostDb(ctx.engine, on_abort=self._forget)
         self._seen = SeenKeys(self._logged_stans)
         self._in_flight: dict[tuple[str, str, int], _InFlight] = {}
 
@@ -294,6 +295,7 @@ class AcquirerHost:
             await self.server.stop()
         await self.forwarder.stop()
         await self.switch.close()
+        await self.db.close()
 
     # -- dispatch -----------------------------------------------------------------------------------------
     async def handle(self, raw: bytes) -> bytes | None:
@@ -434,8 +436,8 @@ class AcquirerHost:
         approved = rc == "00"
         entry_id = f"acquirer:sale:{term.tid}:{term.batch}:{stan}" if approved and txn == "purchase" else None
         try:
-            self._log(msg, term, request=request, rc=rc, extra=extra, raw=raw, digest=digest, ts=ts, amount=amount,
-                      entry_id=entry_id)
+            await self._log(msg, term, request=request, rc=rc, extra=extra, raw=raw, digest=digest, ts=ts,
+                            amount=amount, entry_id=entry_id)
         except Exception:
             # not logged, so not answered: undo downstream what the issuer may have approved
             if approved:
@@ -443,26 +445,34 @@ class AcquirerHost:
             raise
         return raw
 
-    def _log(self, msg: Iso8583Message, term: _Terminal, *, request: Iso8583Message, rc: str,
-             extra: dict[int, str | bytes], raw: bytes, digest: str, ts: float, amount: int,
-             entry_id: str | None) -> None:
+    async def _log(self, msg: Iso8583Message, term: _Terminal, *, request: Iso8583Message, rc: str,
+                   extra: dict[int, str | bytes], raw: bytes, digest: str, ts: float, amount: int,
+                   entry_id: str | None) -> None:
         """The authorisation row, its stored answer and the merchant credit, in one transaction."""
         f = msg.fields
         stan, rrn = str(f[11]), str(request.fields[37])
         approved = rc == "00"
-        with self.db.write() as s:
+        tid, mid, batch = term.tid, term.mid, term.batch  # as when the request was answered
+
+        def job(s: Session) -> None:
             if entry_id is not None:
-                self.ctx.ledger.post(entry_id, [(ACQUIRER_SETTLEMENT, amount), (merchant_account(term.mid), -amount)],
+                self.ctx.ledger.post(entry_id, [(ACQUIRER_SETTLEMENT, amount), (merchant_account(mid), -amount)],
                                      kind="merchant-sale", memo="purchase", reference=rrn, session=s)
             auth_id = s.execute(_INSERT_AUTH, {
-                "role": ROLE, "tid": term.tid, "mid": term.mid, "stan": stan, "batch": term.batch, "rrn": rrn,
+                "role": ROLE, "tid": tid, "mid": mid, "stan": stan, "batch": batch, "rrn": rrn,
                 "pan_masked": mask_pan(str(f[2])), "amount": amount, "currency": str(f.get(49) or "156"),
                 "mti": msg.mti, "processing_code": str(f[3]), "response_code": rc,
                 "auth_code": str(extra[38]) if 38 in extra else None,
                 "status": "approved" if approved else "declined", "ledger_entry_id": entry_id, "created": ts,
             }).inserted_primary_key[0]
             s.execute(_INSERT_REPLY, {"authorization_id": auth_id, "request_hash": digest, "response": raw})
-        self._seen.add(term.tid, term.batch, stan)
+            self._seen.add(tid, batch, stan)  # a failed COMMIT drops it (_forget)
+
+        await self.db.batched(job)
+
+    def _forget(self) -> None:
+        """A group commit failed: drop the in-memory view of logged STANs (reloaded from the database)."""
+        self._seen = SeenKeys(self._logged_stans)
 
     @staticmethod
     def _remac(term: _Terminal, stored: bytes) -> bytes:

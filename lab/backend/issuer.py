@@ -77,6 +77,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,7 +188,7 @@ class IssuerHost:
         self.server: IsoServer | None = None
         self._keys: dict[str, _CardKeys] = {}
         self._states: dict[str, _CardState] = {}
-        self.db = HostDb(ctx.engine)
+        self.db = HostDb(ctx.engine, on_abort=self._forget)
         self._seen = SeenKeys(self._logged_stans)
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -207,6 +208,7 @@ class IssuerHost:
         """Stop listening and close the connections."""
         if self.server is not None:
             await self.server.stop()
+        await self.db.close()
 
     # -- dispatch -----------------------------------------------------------------------------------------
     async def handle(self, raw: bytes) -> bytes | None:
@@ -227,7 +229,7 @@ class IssuerHost:
         if msg.mti in AUTH_MTIS:
             if self.stall_s:
                 await asyncio.sleep(self.stall_s)
-            answer = self.authorize(msg)
+            answer = await self.authorize_batched(msg)
             if self.reply_delay_s:
                 await asyncio.sleep(self.reply_delay_s)
             return answer
@@ -256,42 +258,76 @@ class IssuerHost:
         return state
 
     def authorize(self, msg: Iso8583Message) -> bytes:
-        """Decide a 0100/0200 (module docstring); returns the encoded response."""
+        """Decide a 0100/0200 (module docstring); returns the encoded response. Its own transaction."""
+        bad = self._malformed(msg)
+        if bad is not None:
+            return bad
+        with self.db.write() as s:
+            raw, after = self._authorize_in(s, msg)
+        if after is not None:  # after the commit: the in-memory views follow the database
+            after()
+        return raw
+
+    async def authorize_batched(self, msg: Iso8583Message) -> bytes:
+        """:meth:`authorize` through the host's group commit (one transaction for the concurrent requests)."""
+        bad = self._malformed(msg)
+        if bad is not None:
+            return bad
+
+        def job(s: Session) -> bytes:
+            raw, after = self._authorize_in(s, msg)
+            if after is not None:  # later jobs of the batch see it; a failed COMMIT drops it (_forget)
+                after()
+            return raw
+
+        return await self.db.batched(job)
+
+    def _forget(self) -> None:
+        """A group commit failed: drop the in-memory views; they reload from the database."""
+        self._states.clear()
+        self._seen = SeenKeys(self._logged_stans)
+
+    def _malformed(self, msg: Iso8583Message) -> bytes | None:
         f = msg.fields
-        pan, stan, code = f.get(2), f.get(11), f.get(3)
-        if not (isinstance(pan, str) and isinstance(stan, str) and isinstance(code, str)):
+        if not (isinstance(f.get(2), str) and isinstance(f.get(11), str) and isinstance(f.get(3), str)):
             return self._encode(response_to(msg, "30"))
+        return None
+
+    def _authorize_in(self, s: Session, msg: Iso8583Message) -> tuple[bytes, Callable[[], None] | None]:
+        """The decision and its rows in ``s``; returns the answer and what to do once ``s`` committed."""
+        f = msg.fields
+        pan, stan, code = str(f[2]), str(f[11]), str(f[3])
         tid = _text(f.get(41)).strip()[:8]
         now = self.ctx.clock()
         day = day_of_field7(f.get(7), now)
         digest = request_digest(msg)
         if (tid, day, stan) in self._seen:
-            with self.db.read() as s:
-                prior = s.execute(_SELECT_PRIOR, {"role": self.role, "tid": tid, "stan": stan, "batch": day}).first()
-                if prior is not None:
-                    return self._duplicate(s, msg, prior, digest)
-        with self.db.write() as s:
-            outcome = self._decide(s, msg, pan, code, day, now)
-            response = self._response(msg, outcome)
-            raw = self._encode(response)
-            auth_id = s.execute(_INSERT_AUTH, {
-                "role": self.role, "tid": tid, "mid": _text(f.get(42)).strip()[:15] or None, "stan": stan,
-                "batch": day, "rrn": _text(f.get(37)) or None, "pan_masked": mask_pan(pan),
-                "amount": _amount(f.get(4)) or 0, "currency": _text(f.get(49)) or "156", "mti": msg.mti,
-                "processing_code": code, "response_code": outcome.rc,
-                "auth_code": _text(response.fields.get(38)) or None,
-                "status": "approved" if outcome.rc == "00" else "declined", "ledger_entry_id": outcome.ledger_entry,
-                "created": now,
-            }).inserted_primary_key[0]
-            s.execute(_INSERT_REPLY, {"authorization_id": auth_id, "request_hash": digest, "response": raw})
-        # after the commit: the in-memory views follow the database
-        self._seen.add(tid, day, stan)
-        if outcome.state is not None:
-            self._states[pan] = outcome.state
-        if outcome.rc != "00":
-            log.info("issuer %s: %s STAN %s TID %s card %s declined %s %s", self.name, msg.mti, stan, tid,
-                     mask_pan(pan), outcome.rc, outcome.note)
-        return raw
+            prior = s.execute(_SELECT_PRIOR, {"role": self.role, "tid": tid, "stan": stan, "batch": day}).first()
+            if prior is not None:
+                return self._duplicate(s, msg, prior, digest), None
+        outcome = self._decide(s, msg, pan, code, day, now)
+        response = self._response(msg, outcome)
+        raw = self._encode(response)
+        auth_id = s.execute(_INSERT_AUTH, {
+            "role": self.role, "tid": tid, "mid": _text(f.get(42)).strip()[:15] or None, "stan": stan,
+            "batch": day, "rrn": _text(f.get(37)) or None, "pan_masked": mask_pan(pan),
+            "amount": _amount(f.get(4)) or 0, "currency": _text(f.get(49)) or "156", "mti": msg.mti,
+            "processing_code": code, "response_code": outcome.rc,
+            "auth_code": _text(response.fields.get(38)) or None,
+            "status": "approved" if outcome.rc == "00" else "declined", "ledger_entry_id": outcome.ledger_entry,
+            "created": now,
+        }).inserted_primary_key[0]
+        s.execute(_INSERT_REPLY, {"authorization_id": auth_id, "request_hash": digest, "response": raw})
+
+        def after() -> None:
+            self._seen.add(tid, day, stan)
+            if outcome.state is not None:
+                self._states[pan] = outcome.state
+            if outcome.rc != "00":
+                log.info("issuer %s: %s STAN %s TID %s card %s declined %s %s", self.name, msg.mti, stan, tid,
+                         mask_pan(pan), outcome.rc, outcome.note)
+
+        return raw, after
 
     def _duplicate(self, s: Session, msg: Iso8583Message, prior: Any, digest: str) -> bytes:
         if prior.mti in REVERSAL_MTIS:  # the reversal came first: never debit afterwards

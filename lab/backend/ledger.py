@@ -49,6 +49,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -224,6 +225,35 @@ _ADD_TO_BALANCE = (update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("b_id"))
                    .values(balance=_ACCOUNTS.c.balance + bindparam("b_delta")))
 
 
+class _DriverSql:
+    """A Core statement compiled once for a dialect and run on the DBAPI cursor of a SQLAlchemy connection
+    (the hot path of :meth:`Ledger.post`: no per-call compilation, cache-key or result-proxy work). Only for
+    statements whose binds and columns need no type processing (strings, ints, floats)."""
+
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.order: tuple[str, ...] | None = tuple(compiled.positiontup) if dialect.positional else None
+
+    def _args(self, params: dict[str, Any]) -> Any:
+        return params if self.order is None else tuple(params[name] for name in self.order)
+
+    def rows(self, conn: Connection, params: dict[str, Any]) -> list[Any]:
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(self.sql, self._args(params))
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def many(self, conn: Connection, params: list[dict[str, Any]]) -> None:
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(self.sql, [self._args(p) for p in params])
+        finally:
+            cursor.close()
+
+
 class Ledger:
     """The double-entry ledger over one engine (see the module docstring for conventions).
 
@@ -245,6 +275,20 @@ class Ledger:
                               .returning(_ENTRIES.c.id))
         self._insert_account = (dialect_insert(_ACCOUNTS).on_conflict_do_nothing(index_elements=["id"])
                                 .returning(_ACCOUNTS.c.id))
+        # the hot path of post(), compiled once (see _DriverSql)
+        dialect = engine.dialect
+        self._fast_hash = _DriverSql(_SELECT_HASH, dialect)
+        self._fast_entry = _DriverSql(
+            dialect_insert(_ENTRIES).values(
+                id=bindparam("p_id"), kind=bindparam("p_kind"), memo=bindparam("p_memo"),
+                reference=bindparam("p_reference"), created=bindparam("p_created"),
+                lines_hash=bindparam("p_lines_hash"))
+            .on_conflict_do_nothing(index_elements=["id"]).returning(_ENTRIES.c.id), dialect)
+        self._fast_postings = _DriverSql(insert(_POSTINGS).values(
+            entry_id=bindparam("p_entry_id"), account_id=bindparam("p_account_id"), amount=bindparam("p_amount")),
+            dialect)
+        self._fast_balance = _DriverSql(_ADD_TO_BALANCE, dialect)
+        self._fast_accounts: dict[int, _DriverSql] = {}
 
     # -- connections -------------------------------------------------------------------------------
     @contextmanager
@@ -385,14 +429,22 @@ class Ledger:
               memo: str, reference: str | None) -> dict[str, int] | None:
         """Lock, check, write; returns the new balances of the touched accounts, or None for a retry."""
         ids = sorted({account for account, _ in lines})
-        query = select(*_ACCOUNT_COLUMNS).where(_ACCOUNTS.c.id.in_(ids)).order_by(_ACCOUNTS.c.id)
-        if not self._sqlite:
-            query = query.with_for_update()
-        accounts = {row.id: AccountInfo(*row) for row in conn.execute(query)}
+        select_accounts = self._fast_accounts.get(len(ids))
+        if select_accounts is None:
+            query = (select(*_ACCOUNT_COLUMNS).where(_ACCOUNTS.c.id.in_([bindparam(f"a{i}") for i in range(len(ids))]))
+                     .order_by(_ACCOUNTS.c.id))
+            if not self._sqlite:
+                query = query.with_for_update()
+            select_accounts = self._fast_accounts[len(ids)] = _DriverSql(query, self.engine.dialect)
+        accounts = {}
+        for row in select_accounts.rows(conn, {f"a{i}": a for i, a in enumerate(ids)}):
+            account_id, owner, kind_, currency, allow_negative, credit_limit, balance, created = row
+            accounts[account_id] = AccountInfo(account_id, owner, kind_, currency, bool(allow_negative),
+                                               int(credit_limit), int(balance), created)
         # After the locks: a concurrent post of this entry over the same accounts has committed by now.
-        existing = conn.execute(_SELECT_HASH, {"entry_id": entry_id}).scalar()
-        if existing is not None:
-            _same_or_fail(existing, entry_id, digest)
+        found = self._fast_hash.rows(conn, {"entry_id": entry_id})
+        if found:
+            _same_or_fail(found[0][0], entry_id, digest)
             return None
         missing = [a for a in ids if a not in accounts]
         if missing:
@@ -409,20 +461,20 @@ class Ledger:
             if not acc.allow_negative and change < 0 and acc.spendable + change < 0:
                 raise InsufficientFunds(account_id, available=acc.available, credit_limit=acc.credit_limit,
                                         change=change)
-        inserted = conn.execute(self._insert_entry, {
-            "id": entry_id, "kind": kind, "memo": memo or "", "reference": reference, "created": self.clock(),
-            "lines_hash": digest}).first()
-        if inserted is None:
+        inserted = self._fast_entry.rows(conn, {
+            "p_id": entry_id, "p_kind": kind, "p_memo": memo or "", "p_reference": reference,
+            "p_created": self.clock(), "p_lines_hash": digest})
+        if not inserted:
             # PostgreSQL: a concurrent post of this id over other accounts (no row lock ordered us) won;
             # ON CONFLICT waited for its commit, so a new statement sees it. Nothing is written yet.
             winner = conn.execute(_SELECT_HASH, {"entry_id": entry_id}).scalar()
             assert winner is not None
             _same_or_fail(winner, entry_id, digest)
             return None
-        conn.execute(_INSERT_POSTINGS, [{"entry_id": entry_id, "account_id": a, "amount": v} for a, v in lines])
+        self._fast_postings.many(conn, [{"p_entry_id": entry_id, "p_account_id": a, "p_amount": v} for a, v in lines])
         changed = [{"b_id": a, "b_delta": d} for a, d in deltas.items() if d]
         if changed:
-            conn.execute(_ADD_TO_BALANCE, changed)
+            self._fast_balance.many(conn, changed)
         return {a: accounts[a].balance + d for a, d in deltas.items()}
 
     def entry(self, entry_id: str, session: Session | None = None) -> Entry | None:

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
 from ..protocol.errors import Iso8583Error
 from ..protocol.iso8583 import Iso8583Message, decode_message, encode_message, response_to, reversal_request
@@ -104,7 +105,7 @@ class Switch:
         }
         self.issuers: dict[str, IssuerConfig] = {i.name: i for i in ctx.config.issuers}
         self.server: IsoServer | None = None
-        self.db = HostDb(ctx.engine)
+        self.db = HostDb(ctx.engine, on_abort=self._forget)
         self._seen = SeenKeys(self._logged_stans)
         self.forwarders: dict[str, StoreAndForward] = {
             name: StoreAndForward(client, attempts=self.reversal_attempts, on_ack=self._advice_acknowledged)
@@ -132,6 +133,7 @@ class Switch:
             await forwarder.stop()
         for client in self.clients.values():
             await client.close()
+        await self.db.close()
 
     @property
     def reversals(self) -> list[Advice]:
@@ -177,19 +179,20 @@ class Switch:
         issuer = self.route(pan)
         if issuer is None:
             log.info("switch: no issuer for card %s: 15", mask_pan(pan))
-            self._log(msg, None, "15", None)
+            await self._log(msg, None, "15", None)
             return encode_message(response_to(msg, "15"), "switch")
         try:
             exchange = await self.clients[issuer].request_raw(msg, timeout=self.timeout)
         except (IsoTimeout, IsoLinkError) as exc:
             log.warning("switch: issuer %s did not answer STAN %s (%s): 91 and reversal", issuer, stan, exc)
-            self._log(msg, issuer, "91", None)
+            await self._log(msg, issuer, "91", None)
             self._store_and_forward(issuer, reversal_request(msg, dialect="switch"))
             return encode_message(response_to(msg, "91"), "switch")
-        self._log(msg, issuer, exchange.message.response_code or "96", exchange.message)
+        await self._log(msg, issuer, exchange.message.response_code or "96", exchange.message)
         return exchange.raw
 
-    def _log(self, msg: Iso8583Message, issuer: str | None, rc: str, response: Iso8583Message | None) -> None:
+    async def _log(self, msg: Iso8583Message, issuer: str | None, rc: str,
+                   response: Iso8583Message | None) -> None:
         f = msg.fields
         now = self.ctx.clock()
         day = day_of_field7(f.get(7), now)
@@ -201,7 +204,10 @@ class Switch:
         approved = rc == "00"
         if (tid, day, stan) in self._seen:  # a retransmission: the issuer answered it from its own log
             return
-        with self.db.write() as s:
+
+        def job(s: Session) -> None:
+            if (tid, day, stan) in self._seen:  # an earlier job of this batch logged it
+                return
             entry_id = None
             if approved and txn == "purchase" and amount and issuer is not None:
                 entry_id = f"switch:auth:{tid}:{day}:{stan}"
@@ -218,7 +224,13 @@ class Switch:
             }).inserted_primary_key[0]
             s.execute(_INSERT_ROUTE, {"authorization_id": auth_id, "day": str(business_day(now)),
                                       "acquirer_id": acquirer, "issuer": issuer, "txn_type": txn})
-        self._seen.add(tid, day, stan)
+            self._seen.add(tid, day, stan)  # later jobs of the batch see it; a failed COMMIT drops it (_forget)
+
+        await self.db.batched(job)
+
+    def _forget(self) -> None:
+        """A group commit failed: drop the in-memory view of logged STANs (reloaded from the database)."""
+        self._seen = SeenKeys(self._logged_stans)
 
     def _logged_stans(self, tid: str, day: int) -> list[str]:
         with self.db.read() as s:

@@ -28,7 +28,7 @@ def xor(a: bytes, b: bytes) -> bytes:
     """Byte-wise XOR of two equal-length strings."""
     if len(a) != len(b):
         raise CryptoError(f"xor of unequal lengths {len(a)} and {len(b)}")
-    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
 
 
 def pad_iso9797_m2(data: bytes, block: int = DES_BLOCK) -> bytes:
