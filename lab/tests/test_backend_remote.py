@@ -16,13 +16,13 @@ import re
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient  # backed by httpx2 (test extra), so no deprecation warning
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -43,11 +43,6 @@ from paylab.lab.protocol import remote_payment as rp
 from paylab.lab.protocol.apdu import CommandApdu, ResponseApdu
 from paylab.lab.protocol.gp import Scp03Session, StaticKeys
 from paylab.lab.protocol.gp import commands as gp
-
-with warnings.catch_warnings():
-    # Starlette asks for the httpx2 package; the project pins httpx, which still works.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
 
 ISD_KEYS = StaticKeys.gp_default_test_keys()
 SE_ID = bytes.fromhex("4750535345303031")

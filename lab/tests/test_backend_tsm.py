@@ -17,12 +17,12 @@ import random
 import socket
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 
 import httpx
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient  # backed by httpx2 (test extra), so no deprecation warning
 
 from paylab.drivers.se.applets.pboc import PACKAGE_AID
 from paylab.drivers.se.gp.content import OS_SD_LOAD_FILE_AID
@@ -49,11 +49,6 @@ from paylab.lab.protocol.errors import PaylabError
 from paylab.lab.protocol.gp import StaticKeys
 from paylab.lab.protocol.ota import build_expanded_commands
 from paylab.lab.protocol.ota.ram import TAR_ISD
-
-with warnings.catch_warnings():
-    # Starlette asks for the httpx2 package; the project pins httpx, which still works.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
 
 h = bytes.fromhex
 START = 1767225600.0  # 2026-01-01 08:00 Beijing time
