@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from .protocol import cps
 from .protocol.apdu import CommandApdu, ResponseApdu
 from .protocol.errors import PaylabError
 from .protocol.gp import Scp02Session, Scp03Session, StaticKeys
@@ -22,9 +23,8 @@ from .protocol.sw import describe
 
 Transmit = Callable[[bytes], bytes]
 
-OS_SD_LOAD_FILE_AID = bytes.fromhex("A0000001515350")
-"""The card OS's security-domain load file and module (GP: SDs are instances of an OS package)."""
-OS_SD_MODULE_AID = bytes.fromhex("A000000151535041")
+OS_SD_LOAD_FILE_AID = gp.OS_SD_LOAD_FILE_AID
+OS_SD_MODULE_AID = gp.OS_SD_MODULE_AID
 
 
 class CardCommandFailed(PaylabError):
@@ -126,36 +126,15 @@ class GpClient:
     def personalise(self, aid: bytes, dgis: Iterable[tuple[int, bytes, bool]], *, block_size: int = 0xEF) -> None:
         """INSTALL [for personalization] + STORE DATA of ``(DGI, data, encrypt)`` (11.5.2.3.6, 11.11).
 
-        DGIs flagged ``encrypt`` travel DEK-encrypted (STORE DATA P1 b7b6 = 11), each in its own block.
+        Blocks are packed by :func:`paylab.lab.protocol.cps.store_data_commands`; DGIs flagged
+        ``encrypt`` travel DEK-encrypted (P1 b7b6 = 11), each in its own block.
         """
         if self.session is None:
             raise PaylabError("personalisation needs an open secure channel (its DEK encrypts key DGIs)")
         self.ok(gp.InstallForPersonalization(aid).command())
-        items = list(dgis)
-        blocks: list[tuple[bytes, bool]] = []
-        pending = b""
-        for dgi, data, encrypt in items:
-            if encrypt:
-                if pending:
-                    blocks.append((pending, False))
-                    pending = b""
-                blocks.append((gp.encode_dgi(dgi, self._dek_encrypt(data)), True))
-                continue
-            encoded = gp.encode_dgi(dgi, data)
-            if pending and len(pending) + len(encoded) > block_size:
-                blocks.append((pending, False))
-                pending = b""
-            pending += encoded
-            while len(pending) > block_size:
-                blocks.append((pending[:block_size], False))
-                pending = pending[block_size:]
-        if pending:
-            blocks.append((pending, False))
-        for number, (data, encrypted) in enumerate(blocks):
-            p1 = gp.StoreDataP1(last=number == len(blocks) - 1,
-                                encryption=gp.STORE_ENCRYPTION_DEK if encrypted else gp.STORE_ENCRYPTION_NONE,
-                                structure=gp.STORE_STRUCTURE_DGI)
-            self.ok(CommandApdu(0x80, 0xE2, p1.encode(), number, data, 256))
+        prepared = [(dgi, self._dek_encrypt(data) if encrypt else data, encrypt) for dgi, data, encrypt in dgis]
+        for cmd in cps.store_data_commands(prepared, block_size=block_size):
+            self.ok(cmd)
 
     def _dek_encrypt(self, data: bytes) -> bytes:
         """DEK-encrypt a DGI value as the card's security domain decrypts it (SCP02: session DEK,

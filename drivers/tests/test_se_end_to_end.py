@@ -12,28 +12,32 @@ from datetime import date
 
 import pytest
 
-from paylab.drivers.se.applets import pboc
 from paylab.drivers.se.catalog_default import default_catalog
 from paylab.drivers.se.factory import fabricate
 from paylab.drivers.se.form_factor import ESE, MICROSD, SIM
-from paylab.drivers.se.gp.content import build_load_file
 from paylab.drivers.se.image import CardImage
 from paylab.drivers.se.runtime import SecureElement
 from paylab.lab import profiles
-from paylab.lab.gp_client import CardCommandFailed, GpClient, sd_key_dgis
+from paylab.lab.gp_client import CardCommandFailed, GpClient
+from paylab.lab.issuance import (
+    BANK_SSD_AID,
+    ISD_TEST_KEYS,
+    SSD_FIRST_TEST_KEYS,
+    SSD_TEST_KEYS,
+    issue_pboc,
+    reader_transmit,
+)
 from paylab.lab.protocol import cps, dol, oda, tlv
-from paylab.lab.protocol.apdu import CommandApdu, ResponseApdu, transmit_with_chaining
+from paylab.lab.protocol.apdu import CommandApdu, ResponseApdu
 from paylab.lab.protocol.crypto import emv
-from paylab.lab.protocol.gp import StaticKeys
 
 h = bytes.fromhex
 TODAY = date(2026, 1, 15)
 PPSE = b"2PAY.SYS.DDF01"
-BANK_SSD = h("A00000033353534401")
-ISD_KEYS = StaticKeys.gp_default_test_keys()                      # TEST KEYS (GP default)
-SEI_TSM_SSD_KEYS = StaticKeys.single(bytes(range(0x20, 0x30)))     # TEST KEYS the SEI-TSM sets first
-SP_TSM_SSD_KEYS = StaticKeys(bytes(range(0x40, 0x50)), bytes(range(0x50, 0x60)), bytes(range(0x60, 0x70)),
-                             kvn=0x30)                             # TEST KEYS after handover
+BANK_SSD = BANK_SSD_AID
+ISD_KEYS = ISD_TEST_KEYS                 # TEST KEYS (GP default)
+SEI_TSM_SSD_KEYS = SSD_FIRST_TEST_KEYS   # TEST KEYS the SEI-TSM sets first
+SP_TSM_SSD_KEYS = SSD_TEST_KEYS          # TEST KEYS after handover
 ONLINE_TTQ = h("36800000")
 OFFLINE_TTQ = h("36000080")
 _CHAINS: dict[str, object] = {}
@@ -41,14 +45,11 @@ _CHAINS: dict[str, object] = {}
 
 def transport(se, interface="contact"):
     """The card as a reader sees it: T=0 response recovery (61xx / 6Cxx) handled like a PC/SC stack."""
-
-    def transmit(raw: bytes) -> bytes:
-        return transmit_with_chaining(lambda c: se.transmit(c, interface=interface), CommandApdu.decode(raw)).encode()
-
-    return transmit
+    return reader_transmit(lambda c: se.transmit(c, interface=interface))
 
 
 def issue_card(tmp_path, form_factor, profile_name):
+    """The TSM path of :func:`paylab.lab.issuance.issue_pboc`, then proof of the key handover."""
     profile = profiles.load_bundled(profile_name)
     if profile_name not in _CHAINS:
         _CHAINS[profile_name] = cps.generate_oda_chain(profile, seed_or_rng=11)
@@ -57,26 +58,14 @@ def issue_card(tmp_path, form_factor, profile_name):
     fabricate(image, form_factor)
     se = SecureElement(image, form_factor, default_catalog(), seed=3)
     se.power_on()
-    isd = se.registry.isd().aid
+    steps = issue_pboc(se.transmit, se.registry.isd().aid, profile, oda=chain)
+    assert [step.name for step in steps][:3] == ["SCP03 to the ISD (SEI-TSM)", "create the bank's SSD with first keys",
+                                                 "key handover: PUT KEY over the SSD's channel (SP-TSM)"]
+    # after the handover the SEI-TSM's first keys no longer open the bank's SSD; the SP-TSM's do
     client = GpClient(transport(se))
-
-    # SEI-TSM: SCP03 to the ISD, create the bank's SSD with authorized management, give it first keys
-    client.open_secure_channel(isd, ISD_KEYS, level=0x03)
-    client.create_security_domain(BANK_SSD, privileges=h("80C000"))
-    client.personalise(BANK_SSD, sd_key_dgis(SEI_TSM_SSD_KEYS, kvn=0x01))
-    # SP-TSM: key handover -- replace the SSD keys over the SSD's own channel
-    client.open_secure_channel(BANK_SSD, StaticKeys(SEI_TSM_SSD_KEYS.enc, SEI_TSM_SSD_KEYS.mac,
-                                                    SEI_TSM_SSD_KEYS.dek, kvn=0x01), level=0x03)
-    client.put_keys(0x30, SP_TSM_SSD_KEYS, replace_kvn=0x01)
     with pytest.raises(CardCommandFailed):
-        client.open_secure_channel(BANK_SSD, StaticKeys(SEI_TSM_SSD_KEYS.enc, SEI_TSM_SSD_KEYS.mac,
-                                                        SEI_TSM_SSD_KEYS.dek, kvn=0x01))
-    # SP-TSM: load, install, personalise, activate -- all through the bank's SSD
-    client.open_secure_channel(BANK_SSD, SP_TSM_SSD_KEYS, level=0x03)
-    client.load(pboc.PACKAGE_AID, build_load_file(pboc.PACKAGE, code_size=3000), sd_aid=BANK_SSD)
-    client.install(pboc.PACKAGE_AID, pboc.MODULE_AID, profile.aid)
-    client.personalise(profile.aid, cps.prepare_pboc(profile, oda=chain))
-    client.set_contactless(profile.aid, priority=1)
+        client.open_secure_channel(BANK_SSD, SEI_TSM_SSD_KEYS)
+    client.open_secure_channel(BANK_SSD, SP_TSM_SSD_KEYS)
     assert se.faults == []
     return se, profile, chain
 

@@ -127,8 +127,8 @@ if TYPE_CHECKING:
     from .security_domain import SecurityDomain
 
 SD_IMPLEMENTATION = "paylab.gp.sd"
-OS_SD_LOAD_FILE_AID = bytes.fromhex("A0000001515350")
-OS_SD_MODULE_AID = bytes.fromhex("A000000151535041")
+OS_SD_LOAD_FILE_AID = gp.OS_SD_LOAD_FILE_AID
+OS_SD_MODULE_AID = gp.OS_SD_MODULE_AID
 
 LOAD_SESSION = "gp.load"
 GET_STATUS_SESSION = "gp.get_status"

@@ -67,6 +67,7 @@ from paylab.lab.protocol.apdu import CommandApdu, ResponseApdu
 from paylab.lab.protocol.crypto import primitives
 from paylab.lab.protocol.errors import ApduError, CryptoError, SecureChannelError, TlvError
 from paylab.lab.protocol.gp import Scp02Session, Scp03Session, SecurityLevel, StaticKeys, scp02, scp03
+from paylab.lab.protocol.gp.commands import encode_dgi
 from paylab.lab.protocol.gp.session import ChannelState, sm_indicator
 
 from ..applet import ApduContext, Applet, InstallParams, Reply
@@ -223,12 +224,6 @@ def parse_dgis(data: bytes) -> list[tuple[int, bytes]]:
         out.append((dgi, data[pos:pos + length]))
         pos += length
     return out
-
-
-def encode_dgi(dgi: int, value: bytes) -> bytes:
-    """One EMV CPS data grouping."""
-    length = bytes([len(value)]) if len(value) < 0xFF else b"\xff" + len(value).to_bytes(2, "big")
-    return dgi.to_bytes(2, "big") + length + value
 
 
 def card_recognition_data(scp: int, i: int) -> bytes:

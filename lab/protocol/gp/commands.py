@@ -125,6 +125,11 @@ STORE_STRUCTURE_NONE = 0
 STORE_STRUCTURE_DGI = 1
 STORE_STRUCTURE_BER = 2
 
+OS_SD_LOAD_FILE_AID = bytes.fromhex("A0000001515350")
+"""[paylab] the card OS's security-domain load file: SSDs are INSTALLed from it (GP 2.3 clause 7.3)."""
+OS_SD_MODULE_AID = bytes.fromhex("A000000151535041")
+"""[paylab] the security-domain module (class) AID inside :data:`OS_SD_LOAD_FILE_AID`."""
+
 # Tags
 TAG_AID = 0x4F
 TAG_TAG_LIST = 0x5C
