@@ -16,7 +16,15 @@ SYSTEM_DEPS := \
 	"$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))'|python3" \
 	"$(PYTHON) -c 'import ensurepip; ensurepip.version()'|python3-venv" \
 	"command -v gcc|gcc" \
-	"command -v initdb || ls /usr/lib/postgresql/*/bin/initdb|postgresql"
+	"command -v initdb || ls /usr/lib/postgresql/*/bin/initdb|postgresql" \
+	"$(PYTHON) -c 'import sysconfig,os,sys; sys.exit(not os.path.exists(sysconfig.get_paths()[\"include\"]+\"/Python.h\"))'|python3-dev" \
+	"command -v pcscd || test -x /usr/sbin/pcscd|pcscd" \
+	"ls /usr/lib/pcsc/drivers/serial/libifdvpcd.so|vsmartcard-vpcd" \
+	"test -f /usr/include/PCSC/winscard.h|libpcsclite-dev" \
+	"command -v pcsc_scan|pcsc-tools" \
+	"command -v opensc-tool|opensc" \
+	"test -x /usr/sbin/sshd|openssh-server" \
+	"ls /usr/lib/*/libusb-1.0.so.0 /lib/*/libusb-1.0.so.0|libusb-1.0-0"
 
 .PHONY: demo test lint bench system-deps venv clean
 
