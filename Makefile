@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.paylab-installed
+ALLURE := tools/allure/node_modules/.bin/allure
 PYTEST_ARGS ?=
 
 # "command that must succeed|Debian package that provides it", one per line.
@@ -24,7 +25,9 @@ SYSTEM_DEPS := \
 	"command -v pcsc_scan|pcsc-tools" \
 	"command -v opensc-tool|opensc" \
 	"test -x /usr/sbin/sshd|openssh-server" \
-	"ls /usr/lib/*/libusb-1.0.so.0 /lib/*/libusb-1.0.so.0|libusb-1.0-0"
+	"ls /usr/lib/*/libusb-1.0.so.0 /lib/*/libusb-1.0.so.0|libusb-1.0-0" \
+	"command -v chromium|chromium" \
+	"command -v npm|npm"
 
 .PHONY: demo test lint bench system-deps venv clean
 
@@ -59,7 +62,12 @@ system-deps:
 	  fi; \
 	fi
 
-venv: $(STAMP)
+venv: $(STAMP) $(ALLURE)
+
+# the pinned Allure 3 CLI (npm), used offline to render the campaign's Allure report
+$(ALLURE): tools/allure/package-lock.json | system-deps
+	npm ci --prefix tools/allure --no-audit --no-fund --loglevel=error
+	touch $(ALLURE)
 
 $(STAMP): pyproject.toml setup.py | system-deps
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
