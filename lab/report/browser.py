@@ -84,7 +84,10 @@ def check_page(html: Path, *, selectors: tuple[str, ...] = (), screenshot: Path 
                 locator = page.locator(selector).first
                 visible = locator.count() > 0 and locator.is_visible()
                 result.visible[selector] = visible
-                result.texts[selector] = locator.inner_text()[:2000] if visible else ""
+                text = ""
+                if visible:  # inner_text exists only on HTML elements; SVG nodes have text_content
+                    text = locator.evaluate("e => (e instanceof HTMLElement ? e.innerText : e.textContent) || ''")
+                result.texts[selector] = text[:2000]
             if screenshot is not None:
                 page.screenshot(path=str(screenshot), full_page=False)
                 result.screenshot = screenshot
