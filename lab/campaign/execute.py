@@ -1,0 +1,299 @@
+"""Running one rig's share of a campaign: pytest (pytest-xdist) and Robot (pabot), here or on the rig's host.
+
+Every test writes its result line the moment it ends (:mod:`paylab.fixtures.results`), so progress
+is read from those lines and a run killed mid-way keeps what it recorded. A share that stops
+producing results for longer than the per-test timeout is killed (its whole process group) and its
+unfinished tests become infrastructure errors: nothing hangs.
+
+On a remote rig host (inventory ``host:``) the share runs over ssh (:class:`RigHostProtocol`): the
+lab checkout's suites and the plan are copied there, the run is started in the background, its
+result lines are streamed back by polling, and the artefacts (Allure results, JUnit, Robot output)
+are fetched at the end. A host that goes away turns the share's unfinished tests into
+infrastructure errors ("rig host unreachable"), within the ssh timeouts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paylab.drivers.errors import DriverError
+from paylab.drivers.protocols import RigHostProtocol
+from paylab.fixtures.results import INFRA_MARK, ResultWriter, read_results
+
+from .plan import PLUGIN, PlannedTest, Share
+
+ROBOT_LISTENER = "paylab.fixtures.robot_listener.ResultListener"
+SYNC_PATHS = ("suites", "fixtures/requirements.yaml")
+
+
+@dataclass
+class ShareRun:
+    """One rig's share for one attempt: where its artefacts go and how it is started."""
+
+    share: Share
+    out_dir: Path                       # reports/<campaign>/rigs/<rig>/
+    attempt: int = 1
+    inventory: Path | None = None
+    cwd: Path = field(default_factory=Path.cwd)
+    python: str = sys.executable
+    workers: dict[Path, int] = field(default_factory=dict)   # suite path -> processes
+    test_timeout_s: float = 300.0
+    host: RigHostProtocol | None = None
+    remote_python: str = "python3"
+    remote_root: str = "paylab-runs"
+    campaign_id: str = "campaign"
+
+    @property
+    def results_path(self) -> Path:
+        return self.out_dir / "results.jsonl"
+
+    @property
+    def allure_dir(self) -> Path:
+        return self.out_dir.parent.parent / "allure-results"
+
+
+@dataclass
+class ShareOutcome:
+    rig: str
+    exit_codes: list[int] = field(default_factory=list)
+    infra_error: str | None = None
+    killed: bool = False
+
+
+def _select_file(path: Path, tests: list[PlannedTest]) -> Path:
+    path.write_text("".join(t.id + "\n" for t in tests), encoding="utf-8")
+    return path
+
+
+def pytest_command(run: ShareRun, tests: list[PlannedTest], *, root: Path, python: str,
+                   results: Path, allure: Path, inventory: str | None) -> list[str]:
+    """The pytest invocation of a share (paths relative to ``root``, which is the run's cwd)."""
+    suites = sorted({str(t.suite) for t in tests})
+    select = _select_file(run.out_dir / f"select-{run.attempt}.txt", tests)
+    workers = max((run.workers.get(t.suite, 1) for t in tests), default=1)
+    cmd = [python, "-m", "pytest", *suites, "-p", PLUGIN, "-p", "no:cacheprovider", "-q", "--rig", run.share.rig,
+           f"--paylab-select={select if root == run.cwd else select.name}",
+           f"--paylab-results={results}", f"--paylab-attempt={run.attempt}", f"--alluredir={allure}",
+           f"--junitxml={results.parent / f'junit-pytest-{run.attempt}.xml'}", "-o", "junit_family=xunit2"]
+    if inventory:
+        cmd.append(f"--inventory={inventory}")
+    if workers > 1:
+        cmd += ["-n", str(min(workers, len(tests))), "--dist", "load"]
+    return cmd
+
+
+def robot_command(run: ShareRun, tests: list[PlannedTest], *, python: str, results: Path, allure: Path,
+                  inventory: str | None) -> list[str]:
+    """The pabot invocation of a share's Robot tests (whole files, selected tests by long name)."""
+    files = sorted({str(t.source) for t in tests if t.source is not None})
+    workers = max((run.workers.get(t.suite, 1) for t in tests), default=1)
+    out = results.parent / f"robot-{run.attempt}"
+    cmd = [python, "-m", "pabot.pabot", "--pabotlibport", "0", "--processes", str(max(1, min(workers, len(files)))),
+           "--outputdir", str(out), "--output", "output.xml", "--log", "log.html", "--report", "report.html",
+           "--listener", f"{ROBOT_LISTENER}:{results}:{run.share.rig}:{run.attempt}",
+           "--listener", f"allure_robotframework:{allure}", "--variable", f"RIG:{run.share.rig}",
+           "--consolewidth", "80", "--console", "dotted"]
+    if inventory:
+        cmd += ["--variable", f"INVENTORY:{inventory}"]
+    for test in tests:
+        cmd += ["--test", test.id]
+    return [*cmd, *files]
+
+
+class _Watchdog:
+    """Kills a process group when the results file stops growing for ``timeout`` seconds."""
+
+    def __init__(self, results: Callable[[], int], timeout: float) -> None:
+        self.results = results
+        self.timeout = timeout
+        self.last_count = -1
+        self.last_change = time.monotonic()
+
+    def expired(self) -> bool:
+        count = self.results()
+        now = time.monotonic()
+        if count != self.last_count:
+            self.last_count, self.last_change = count, now
+            return False
+        return now - self.last_change > self.timeout
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as fh:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 16), b""))
+    except FileNotFoundError:
+        return 0
+
+
+def _run_local(cmd: list[str], *, cwd: Path, log: Path, results: Path, timeout: float,
+               cancel: threading.Event, env: dict[str, str]) -> tuple[int, bool]:
+    """Run ``cmd`` in its own process group; returns (exit code, killed by watchdog/cancel)."""
+    with log.open("ab") as log_fh:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log_fh, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+        watchdog = _Watchdog(lambda: _count_lines(results), timeout)
+        killed = False
+        try:
+            while proc.poll() is None:
+                if cancel.is_set() or watchdog.expired():
+                    killed = True
+                    _kill_group(proc)
+                    break
+                time.sleep(0.1)
+        finally:
+            if proc.poll() is None:
+                _kill_group(proc)
+        return proc.wait(), killed
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def run_share(run: ShareRun, cancel: threading.Event) -> ShareOutcome:
+    """Run the share (blocking). Never raises for a test failure; infra trouble is in the outcome."""
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    run.allure_dir.mkdir(parents=True, exist_ok=True)
+    outcome = ShareOutcome(run.share.rig)
+    pytest_tests = [t for t in run.share.tests if t.framework == "pytest"]
+    robot_tests = [t for t in run.share.tests if t.framework == "robot"]
+    if run.host is not None:
+        return _run_remote(run, pytest_tests, robot_tests, cancel, outcome)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PAYLAB_CAMPAIGN": run.campaign_id}
+    inventory = str(run.inventory) if run.inventory else None
+    log = run.out_dir / f"run-{run.attempt}.log"
+    for tests, build in ((pytest_tests, "pytest"), (robot_tests, "robot")):
+        if not tests or cancel.is_set():
+            continue
+        if build == "pytest":
+            cmd = pytest_command(run, tests, root=run.cwd, python=run.python, results=run.results_path,
+                                 allure=run.allure_dir, inventory=inventory)
+        else:
+            cmd = robot_command(run, tests, python=run.python, results=run.results_path, allure=run.allure_dir,
+                                inventory=inventory)
+        code, killed = _run_local(cmd, cwd=run.cwd, log=log, results=run.results_path,
+                                  timeout=run.test_timeout_s, cancel=cancel, env=env)
+        outcome.exit_codes.append(code)
+        if killed:
+            outcome.killed = True
+            outcome.infra_error = ("cancelled" if cancel.is_set() else
+                                   f"no result for {run.test_timeout_s:g} s: the share was stopped")
+    return outcome
+
+
+# -- remote rig hosts -------------------------------------------------------------------------------------
+def _checkout_tarball(cwd: Path, extra: list[Path]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for rel in SYNC_PATHS:
+            path = cwd / rel
+            if path.exists():
+                tar.add(path, arcname=rel, filter=lambda info: None if "__pycache__" in info.name else info)
+        for path in extra:
+            tar.add(path, arcname=path.name)
+    return buffer.getvalue()
+
+
+def _run_remote(run: ShareRun, pytest_tests: list[PlannedTest], robot_tests: list[PlannedTest],
+                cancel: threading.Event, outcome: ShareOutcome) -> ShareOutcome:
+    host = run.host
+    assert host is not None
+    remote_dir = f"{run.remote_root}/{run.campaign_id}/{run.share.rig}-{run.attempt}"
+    writer = ResultWriter(run.results_path)
+    try:
+        commands = []
+        local_files: list[Path] = []
+        if pytest_tests:
+            tests = [PlannedTest(t.id, t.framework, Path(os.path.relpath(t.suite, run.cwd)), t.requirements,
+                                 t.needs) for t in pytest_tests]
+            cmd = pytest_command(run, tests, root=Path(remote_dir), python=run.remote_python,
+                                 results=Path("out/results.jsonl"), allure=Path("out/allure-results"),
+                                 inventory=None)
+            local_files.append(run.out_dir / f"select-{run.attempt}.txt")
+            commands.append(shlex.join(cmd))
+        if robot_tests:
+            tests = [PlannedTest(t.id, t.framework, t.suite, t.requirements, t.needs,
+                                 Path(os.path.relpath(t.source, run.cwd)) if t.source else None)
+                     for t in robot_tests]
+            commands.append(shlex.join(robot_command(run, tests, python=run.remote_python,
+                                                     results=Path("out/results.jsonl"),
+                                                     allure=Path("out/allure-results"), inventory=None)))
+        bundle = run.out_dir / f"bundle-{run.attempt}.tar.gz"
+        bundle.write_bytes(_checkout_tarball(run.cwd, local_files))
+        host.run(f"mkdir -p {shlex.quote(remote_dir)}/out/allure-results", timeout=30)
+        host.put(bundle, f"{remote_dir}/bundle.tar.gz")
+        script = " ; ".join(commands) if commands else "true"
+        host.run(f"cd {shlex.quote(remote_dir)} && tar -xzf bundle.tar.gz && "
+                 f"(nohup sh -c {shlex.quote(script + '; echo $? > out/done')} > out/run.log 2>&1 &)", timeout=30)
+        seen = 0
+        watchdog = _Watchdog(lambda: seen, run.test_timeout_s)
+        while True:
+            result = host.run(f"cd {shlex.quote(remote_dir)} && tail -n +{seen + 1} out/results.jsonl 2>/dev/null; "
+                              f"test -f out/done && echo @@DONE@@", timeout=30, check=False)
+            done = False
+            for line in result.stdout.splitlines():
+                if line == "@@DONE@@":
+                    done = True
+                    continue
+                try:
+                    writer.write(json.loads(line))
+                    seen += 1
+                except json.JSONDecodeError:
+                    break  # a line still being written: read it again next time
+            if done:
+                break
+            if cancel.is_set() or watchdog.expired():
+                host.run(f"pkill -f {shlex.quote(remote_dir)} || true", timeout=30, check=False)
+                outcome.killed = True
+                outcome.infra_error = "cancelled" if cancel.is_set() else "remote share stopped producing results"
+                break
+            time.sleep(0.5)
+        host.run(f"cd {shlex.quote(remote_dir)} && tar -czf artefacts.tar.gz -C out .", timeout=60)
+        artefacts = run.out_dir / f"remote-{run.attempt}.tar.gz"
+        host.get(f"{remote_dir}/artefacts.tar.gz", artefacts)
+        with tarfile.open(artefacts) as tar:
+            for member in tar.getmembers():
+                if member.name.startswith("./allure-results/") and member.isfile():
+                    member.name = Path(member.name).name
+                    tar.extract(member, run.allure_dir, filter="data")
+                elif member.isfile() and not member.name.endswith("results.jsonl"):
+                    tar.extract(member, run.out_dir / f"remote-{run.attempt}", filter="data")
+    except DriverError as exc:
+        outcome.infra_error = f"rig host {host.name}: {exc}"
+    return outcome
+
+
+def finished_ids(results: Path) -> set[str]:
+    """Ids with a result line in ``results`` (any verdict)."""
+    return {r["id"] for r in read_results([results])}
+
+
+def infra_line(test: PlannedTest, rig: str, attempt: int, reason: str) -> dict[str, object]:
+    """The result line of a test that could not run because of the infrastructure."""
+    now = time.time()
+    return {"id": test.id, "name": test.id.rsplit("::", 1)[-1].rsplit(".", 1)[-1], "suite": str(test.suite),
+            "framework": test.framework, "rig": rig, "requirements": list(test.requirements), "verdict": "error",
+            "category": "infra", "attempt": attempt, "duration_ms": 0.0, "started": now, "finished": now,
+            "message": f"{INFRA_MARK} {reason}", "tap_to_approval_ms": [], "trace": [], "iso8583": [],
+            "worker": "runner"}

@@ -1,0 +1,155 @@
+"""Reserving a campaign's rigs: leases kept alive by a heartbeat, health checks, quarantine, rig hosts.
+
+A rig is usable by this campaign when (1) its lease was acquired (another holder's live lease makes
+it busy: the owner record says who holds it), (2) it is not quarantined, and (3) its health check
+passes. A rig failing its check is quarantined (with the failing resources as the reason) and its
+lease released, so other campaigns skip it too until someone releases the quarantine.
+
+The built-in ``sim`` rig is brought up by each test session itself; its check here is that the
+simulation's prerequisites are installed (pcscd, vpcd...), and its lease is local to this lab
+database (several campaigns on one machine still take turns).
+
+Leaving the ``with`` block stops the heartbeat and releases every lease; if the process is killed
+instead, the leases expire after their TTL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..protocol.errors import PaylabError
+from .campaign_file import Campaign
+from .db import open_lab_db
+from .leases import Heartbeat, Lease, LeaseManager, OwnerRecord, RigQuarantined
+
+
+class Reservation:
+    """Leases, health and hosts of a campaign's rigs (see the module docstring)."""
+
+    def __init__(self, config: Any, campaign: Campaign, campaign_id: str, *,
+                 say: Callable[[str], None] = lambda line: None) -> None:
+        self.config = config
+        self.campaign = campaign
+        self.campaign_id = campaign_id
+        self.say = say
+        lab_dir = None if config.lab_db else config.reports_root / ".lab"
+        if lab_dir is not None:
+            lab_dir.mkdir(parents=True, exist_ok=True)
+        self.engine = open_lab_db(config.lab_db, lab_dir=lab_dir)
+        self.manager = LeaseManager(self.engine)
+        self.owner = OwnerRecord.current(campaign_id)
+        self.leases: dict[str, Lease] = {}
+        self.rigs: dict[str, Any] = {}
+        self.hosts: dict[str, Any] = {}
+        self.quarantined: dict[str, str] = {}
+        self.infra_events: list[tuple[str, str, str]] = []   # (kind, rig, message)
+        self.heartbeat = Heartbeat(self.manager, interval=campaign.heartbeat_s,
+                                   on_lost=lambda lease, err: self._lost(lease.rig, str(err)))
+
+    def __enter__(self) -> Reservation:
+        self.heartbeat.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.heartbeat.stop()
+        for lease in list(self.leases.values()):
+            try:
+                self.manager.release(lease)
+            except Exception as error:  # the lease expires by TTL anyway
+                self.say(f"  could not release the lease of {lease.rig}: {error}")
+        for host in self.hosts.values():
+            with contextlib.suppress(Exception):
+                host.close()
+        self.engine.dispose()
+
+    def _lost(self, rig: str, reason: str) -> None:
+        self.infra_events.append(("lease-lost", rig, reason))
+        self.leases.pop(rig, None)
+
+    def alive(self) -> bool:
+        """True while at least one rig is still held."""
+        return bool(self.leases)
+
+    # -- reserve and check -----------------------------------------------------------------------------
+    def reserve_and_check(self, rigs: list[Any]) -> list[str]:
+        """Lease, then health-check every rig; returns the names of the usable ones."""
+        quarantined = self.manager.quarantined()
+        for rig in rigs:
+            self.rigs[rig.name] = rig
+            if rig.name in quarantined:
+                reason = quarantined[rig.name].describe()
+                self.quarantined[rig.name] = reason
+                self.infra_events.append(("quarantined", rig.name, reason))
+                self.say(f"  {rig.name}: quarantined ({reason}); its tests move to other rigs")
+                continue
+            lease = self._acquire(rig.name)
+            if lease is None:
+                continue
+            self.leases[rig.name] = lease
+            self.heartbeat.add(lease)
+        return self.recheck()
+
+    def _acquire(self, rig: str) -> Lease | None:
+        deadline = time.monotonic() + self.config.lease_wait_s
+        while True:
+            try:
+                lease = self.manager.acquire(rig, self.config.holder, self.campaign.lease_ttl_s, self.owner)
+            except RigQuarantined as exc:
+                self.quarantined[rig] = exc.reason
+                self.infra_events.append(("quarantined", rig, exc.reason))
+                return None
+            if lease is not None:
+                self.say(f"  {rig}: reserved (lease {self.campaign.lease_ttl_s:g} s, heartbeat "
+                         f"{self.campaign.heartbeat_s:g} s)")
+                return lease
+            if time.monotonic() >= deadline:
+                holder = self.manager.holder_of(rig)
+                who = holder.describe() if holder is not None else "another campaign"
+                self.infra_events.append(("rig-busy", rig, f"held by {who}"))
+                self.say(f"  {rig}: busy, held by {who}; its tests move to other rigs")
+                return None
+            time.sleep(min(1.0, self.campaign.heartbeat_s))
+
+    def recheck(self) -> list[str]:
+        """Health-check the held rigs again; quarantine (and release) those that fail."""
+        healthy = []
+        for name in list(self.leases):
+            problem = self._health(self.rigs[name])
+            if problem is None:
+                healthy.append(name)
+                continue
+            self.manager.quarantine(name, problem, by=self.owner)
+            self.quarantined[name] = problem
+            self.infra_events.append(("quarantined", name, problem))
+            self.say(f"  {name}: health check failed, quarantined: {problem}")
+            lease = self.leases.pop(name)
+            self.heartbeat.remove(lease)
+            self.manager.release(lease)
+        return healthy
+
+    def _health(self, rig: Any) -> str | None:
+        from paylab.lab.rig.health import check_rig
+
+        if rig.name == "sim":
+            from paylab.lab.rig.sim import check_prerequisites
+
+            try:
+                check_prerequisites()
+            except PaylabError as exc:
+                return str(exc)
+            return None
+        try:
+            verdicts = check_rig(rig, timeout=self.campaign.health_timeout_s)
+        except PaylabError as exc:
+            return str(exc)
+        failed = [v for v in verdicts if not v.ok]
+        if failed:
+            return "; ".join(f"{v.resource}: {v.detail}" for v in failed[:3])
+        if rig.host is not None and rig.name not in self.hosts:
+            from paylab.lab.rig.binding import open_host
+
+            self.hosts[rig.name] = open_host(rig.name, rig.host)
+        return None

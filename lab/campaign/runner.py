@@ -1,0 +1,257 @@
+"""``paylab run CAMPAIGN``: resolve rigs, check and reserve them, run their shares in parallel, retry
+infrastructure errors, and write the campaign's reports.
+
+Steps (issue 6, "Campaigns"):
+
+1. the campaign file and the inventory are validated first: an error stops everything before any
+   rig is touched (``FILE:LINE: field: problem``);
+2. rigs are resolved by name or capability, **reserved** (leases with a TTL renewed by a heartbeat,
+   :mod:`.leases`: a crashed or killed run frees its rigs by itself) and health-checked; a rig that
+   fails its check is quarantined, and its tests move to another rig with the capabilities or are
+   reported as not run;
+3. the tests are collected and assigned (:mod:`.plan`), each rig's share runs in its own thread
+   (pytest with pytest-xdist, Robot with pabot; locally or on the rig's host over ssh, :mod:`.execute`),
+   with a progress bar per rig;
+4. tests that ended in an infrastructure error are re-run per the retry policy (on a healthy rig);
+   product failures are not, unless the policy says so;
+5. the campaign record (:mod:`paylab.lab.report.record`) is built from the result lines, and the
+   auditor report, the Allure report, the merged Robot log, JUnit XML and the signed manifest are
+   written under ``reports/<campaign id>/``.
+
+``--resume ID`` re-opens ``reports/ID`` and runs only the tests that have no final result yet.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paylab.fixtures.results import read_results
+
+from ..protocol.errors import PaylabError
+from .campaign_file import Campaign, load_campaign
+from .execute import ShareOutcome, ShareRun, infra_line, run_share
+from .plan import Plan, PlannedTest, Share, assign, collect_pytest, collect_robot
+
+FINAL_VERDICTS = ("passed", "failed", "skipped", "deselected")
+
+
+class CampaignError(PaylabError):
+    """The campaign cannot run (no rig, rigs held by others, collection failed): one line saying why."""
+
+
+@dataclass
+class RunConfig:
+    """What ``paylab run`` was asked to do."""
+
+    campaign_path: Path
+    inventory: Path | None = None
+    reports_root: Path = Path("reports")
+    resume: str | None = None
+    lab_db: str | None = None
+    progress: bool = True
+    signing_key: Path | None = None
+    cwd: Path = field(default_factory=Path.cwd)
+    holder: str = field(default_factory=lambda: f"{getpass.getuser()}@{socket.gethostname()}:{os.getpid()}")
+    lease_wait_s: float = 0.0
+    on_event: Callable[[str], None] | None = None
+
+
+@dataclass
+class CampaignRun:
+    """Where everything landed, and the overall status."""
+
+    campaign_id: str
+    out_dir: Path
+    record_path: Path | None = None
+    auditor_report: Path | None = None
+    allure_report: Path | None = None
+    exit_code: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+
+# -- results ------------------------------------------------------------------------------------------------
+def final_results(paths: list[Path]) -> dict[str, dict[str, Any]]:
+    """The last attempt of every test id (a later attempt replaces an earlier one)."""
+    out: dict[str, dict[str, Any]] = {}
+    for line in read_results(paths):
+        previous = out.get(line["id"])
+        if previous is None or int(line.get("attempt", 1)) >= int(previous.get("attempt", 1)):
+            if previous is not None:
+                line["attempts"] = max(int(previous.get("attempts", previous.get("attempt", 1))),
+                                       int(line.get("attempt", 1)))
+            out[line["id"]] = line
+    return out
+
+
+def needs_retry(line: dict[str, Any], campaign: Campaign) -> bool:
+    attempt = int(line.get("attempt", 1))
+    if line["verdict"] in ("failed", "error") and line.get("category") == "infra":
+        return attempt <= campaign.retry.infra
+    if line["verdict"] in ("failed", "error") and line.get("category") == "product":
+        return attempt <= campaign.retry.product
+    return False
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+class CampaignRunner:
+    """One execution of a campaign (see the module docstring)."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.cancel = threading.Event()
+        self._say = config.on_event or (lambda line: None)
+
+    # rigs ----------------------------------------------------------------------------------------------
+    def resolve_rigs(self, campaign: Campaign, inventory: Any) -> list[Any]:
+        rigs: dict[str, Any] = {}
+        for selector in campaign.rigs:
+            if selector.name is not None:
+                rig = inventory.get(selector.name)
+                rigs[rig.name] = rig
+            else:
+                found = inventory.with_capabilities(*selector.capabilities)
+                if not found:
+                    raise CampaignError(f"no rig in the inventory has all of {', '.join(selector.capabilities)}")
+                for rig in found[: selector.count or len(found)]:
+                    rigs[rig.name] = rig
+        return list(rigs.values())
+
+    def collect(self, campaign: Campaign, rig_name: str) -> list[PlannedTest]:
+        tests: list[PlannedTest] = []
+        for suite in campaign.suites:
+            if suite.framework == "pytest":
+                tests += collect_pytest(suite, cwd=self.config.cwd, rig=rig_name, inventory=self.config.inventory)
+            else:
+                tests += collect_robot(suite)
+        seen: set[str] = set()
+        unique = []
+        for test in tests:
+            if test.id not in seen:
+                seen.add(test.id)
+                unique.append(test)
+        return unique
+
+    # execution -------------------------------------------------------------------------------------------
+    def run_round(self, plan: Plan, campaign: Campaign, out: Path, attempt: int, campaign_id: str,
+                  hosts: dict[str, Any]) -> dict[str, ShareOutcome]:
+        workers = {s.path: s.workers for s in campaign.suites}
+        runs = {name: ShareRun(share=share, out_dir=out / "rigs" / name, attempt=attempt,
+                               inventory=self.config.inventory, cwd=self.config.cwd, workers=workers,
+                               test_timeout_s=campaign.test_timeout_s, host=hosts.get(name),
+                               campaign_id=campaign_id)
+                for name, share in plan.shares.items() if share.tests}
+        outcomes: dict[str, ShareOutcome] = {}
+        threads = []
+
+        def work(name: str, run: ShareRun) -> None:
+            try:
+                outcomes[name] = run_share(run, self.cancel)
+            except Exception as exc:  # a runner bug must not lose the other rigs' results
+                outcomes[name] = ShareOutcome(name, infra_error=f"runner error: {type(exc).__name__}: {exc}")
+
+        for name, run in runs.items():
+            thread = threading.Thread(target=work, args=(name, run), name=f"share-{name}", daemon=True)
+            thread.start()
+            threads.append(thread)
+        from .progress import watch
+
+        watch(runs, threads, enabled=self.config.progress, say=self._say)
+        for name, run in runs.items():
+            done = {line["id"] for line in read_results([run.results_path]) if int(line.get("attempt", 1)) == attempt}
+            outcome = outcomes.get(name) or ShareOutcome(name, infra_error="share did not finish")
+            missing = [t for t in run.share.tests if t.id not in done]
+            if missing:
+                reason = outcome.infra_error or "the test process ended before this test reported a result"
+                from paylab.fixtures.results import ResultWriter
+
+                writer = ResultWriter(run.results_path)
+                for test in missing:
+                    writer.write(infra_line(test, name, attempt, f"not run: {reason}"))
+        return outcomes
+
+    def run(self) -> CampaignRun:
+        from paylab.lab.rig.inventory import load_inventory
+
+        cfg = self.config
+        campaign = load_campaign(cfg.campaign_path, base=cfg.cwd)
+        inventory = load_inventory(cfg.inventory)
+        rigs = self.resolve_rigs(campaign, inventory)
+        campaign_id = cfg.resume or f"{campaign.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 1000:03d}"
+        out = cfg.reports_root / campaign_id
+        if cfg.resume and not (out / "plan.json").exists():
+            raise CampaignError(f"nothing to resume: {out}/plan.json does not exist")
+        out.mkdir(parents=True, exist_ok=True)
+        result = CampaignRun(campaign_id, out)
+        started = time.time()
+        from .reservation import Reservation
+
+        with Reservation(cfg, campaign, campaign_id, say=self._say) as reservation:
+            healthy = reservation.reserve_and_check(rigs)
+            caps = {rig.name: rig.capabilities for rig in rigs if rig.name in healthy}
+            tests = self.collect(campaign, rigs[0].name)
+            results_files = sorted((out / "rigs").glob("*/results.jsonl")) if (out / "rigs").exists() else []
+            done = {tid for tid, line in final_results(results_files).items()
+                    if line["verdict"] in FINAL_VERDICTS or not needs_retry(line, campaign)}
+            todo = [t for t in tests if t.id not in done]
+            plan = assign(todo, caps)
+            self._write_plan(out, campaign, tests, plan, started, rigs, reservation.quarantined)
+            for test, reason in plan.not_run:
+                self._not_run(out, test, reason)
+            attempt = 1 + max((int(line.get("attempt", 1)) for line in read_results(results_files)), default=0)
+            for round_no in range(campaign.repeats if not cfg.resume else 1):
+                self._say(f"round {round_no + 1}/{campaign.repeats}: {plan.total} tests on "
+                          f"{len([s for s in plan.shares.values() if s.tests])} rig(s)")
+                self.run_round(plan, campaign, out, attempt, campaign_id, reservation.hosts)
+                attempt += 1
+                retries = 0
+                while not self.cancel.is_set() and reservation.alive():
+                    finals = final_results(sorted((out / "rigs").glob("*/results.jsonl")))
+                    again = [t for t in tests if t.id in finals and needs_retry(finals[t.id], campaign)
+                             and int(finals[t.id].get("attempt", 1)) == attempt - 1]
+                    if not again or retries >= max(campaign.retry.infra, campaign.retry.product):
+                        break
+                    healthy = reservation.recheck()
+                    caps = {rig.name: rig.capabilities for rig in rigs if rig.name in healthy}
+                    retry_plan = assign(again, caps)
+                    for test, reason in retry_plan.not_run:
+                        self._not_run(out, test, reason, attempt=attempt)
+                    self._say(f"retry {retries + 1}: {retry_plan.total} test(s) with infrastructure errors")
+                    self.run_round(retry_plan, campaign, out, attempt, campaign_id, reservation.hosts)
+                    attempt += 1
+                    retries += 1
+        from .reporting import write_reports
+
+        write_reports(result, campaign, inventory, rigs, cfg, started=started, say=self._say)
+        return result
+
+    def _write_plan(self, out: Path, campaign: Campaign, tests: list[PlannedTest], plan: Plan, started: float,
+                    rigs: list[Any], quarantined: dict[str, str]) -> None:
+        data = {"campaign": campaign.name, "source": str(campaign.source), "sha256": campaign.sha256,
+                "started": started, "rigs": [r.name for r in rigs], "quarantined": quarantined,
+                "tests": [{"id": t.id, "framework": t.framework, "requirements": list(t.requirements),
+                           "needs": list(t.needs)} for t in tests],
+                "assignment": {name: [t.id for t in share.tests] for name, share in plan.shares.items()},
+                "not_run": [{"id": t.id, "reason": reason} for t, reason in plan.not_run]}
+        path = out / "plan.json"
+        if not path.exists():
+            path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+    def _not_run(self, out: Path, test: PlannedTest, reason: str, *, attempt: int = 1) -> None:
+        from paylab.fixtures.results import ResultWriter
+
+        line = infra_line(test, "-", attempt, f"not run: {reason}")
+        line["verdict"] = "not-run"
+        ResultWriter(out / "rigs" / "_not-run" / "results.jsonl").write(line)
+
+
+__all__ = ["CampaignError", "CampaignRun", "CampaignRunner", "RunConfig", "Share", "final_results"]
