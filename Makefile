@@ -45,6 +45,7 @@ bench: venv
 	$(VPY) bench/run.py
 	$(VPY) bench/se_apdus.py
 	$(VPY) bench/backend_auth.py
+	$(VPY) bench/pcsc_roundtrip.py
 
 system-deps:
 	@missing=""; \
