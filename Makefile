@@ -46,6 +46,7 @@ bench: venv
 	$(VPY) bench/se_apdus.py
 	$(VPY) bench/backend_auth.py
 	$(VPY) bench/pcsc_roundtrip.py
+	$(VPY) bench/nfc_tap.py
 
 system-deps:
 	@missing=""; \
