@@ -13,10 +13,11 @@ import sys
 from collections.abc import Sequence
 
 from ..protocol.errors import PaylabError
-from . import cmd_backend, cmd_crypto, cmd_demo, cmd_gp, cmd_iso8583, cmd_ota, cmd_report, cmd_rigs, cmd_tlv
+from . import cmd_backend, cmd_crypto, cmd_demo, cmd_gp, cmd_iso8583, cmd_ota, cmd_report, cmd_rigs, cmd_run, cmd_tlv
 from .args import OneLineParser, UsageError
 
-COMMAND_MODULES = (cmd_tlv, cmd_crypto, cmd_gp, cmd_ota, cmd_iso8583, cmd_backend, cmd_demo, cmd_rigs, cmd_report)
+COMMAND_MODULES = (cmd_tlv, cmd_crypto, cmd_gp, cmd_ota, cmd_iso8583, cmd_backend, cmd_demo, cmd_rigs, cmd_run,
+                   cmd_report)
 
 
 def build_parser() -> OneLineParser:
