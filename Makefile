@@ -47,6 +47,7 @@ bench: venv
 	$(VPY) bench/backend_auth.py
 	$(VPY) bench/pcsc_roundtrip.py
 	$(VPY) bench/nfc_tap.py
+	$(VPY) bench/ecr_roundtrip.py
 
 system-deps:
 	@missing=""; \

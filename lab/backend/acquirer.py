@@ -74,11 +74,8 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from ..protocol.crypto.primitives import ecb_decrypt, ecb_encrypt, kcv
 from ..protocol.errors import Iso8583Error, MacError
 from ..protocol.iso8583 import (
-    DEFAULT_POS_HEADER,
-    DEFAULT_TPDU,
     CupsHeader,
     Iso8583Message,
     decode_message,
@@ -87,6 +84,19 @@ from ..protocol.iso8583 import (
     reversal_request,
 )
 from ..protocol.iso8583.mac import pos_mac
+from ..protocol.iso8583.terminal import (  # the POS-side helpers live in the protocol core now
+    BALANCE_INQUIRY_CODE,  # noqa: F401  (re-exported under the old name)
+    SETTLEMENT_CODE,  # noqa: F401
+    UNMACED_RESPONSE_CODES,  # noqa: F401
+    BatchTotals,
+    decode_batch_totals,
+    decode_working_keys,  # noqa: F401
+    encode_batch_totals,
+    encode_working_keys,
+    key_check_value,  # noqa: F401
+    settlement_request,  # noqa: F401
+    verify_mac,
+)
 from ..protocol.masking import mask_pan
 from .acquirer_models import AcquirerReply
 from .context import BackendContext
@@ -102,7 +112,6 @@ from .iso_tcp import (
     local_time,
     request_digest,
     transmission_time,
-    verify_mac,
 )
 from .issuer import TXN_TYPES
 from .ledger import ACQUIRER_SETTLEMENT, LedgerError, merchant_account
@@ -111,15 +120,9 @@ from .models import Authorization, Terminal
 log = logging.getLogger("paylab.backend.acquirer")
 
 ROLE = "acquirer"
-BALANCE_INQUIRY_CODE = "310000"
-"""Processing code of a balance inquiry (0200, brief section 5 MTIs; this lab's choice over 0100)."""
-UNMACED_RESPONSE_CODES = frozenset({"A0", "97", "30"})
-"""Response codes the acquirer answers without field 64 (no trustworthy MAK for them)."""
 KEY_SCHEMES: dict[str, int] = {"001": 8, "003": 16}
 """60.3 network management code -> working key length [M]."""
 DEFAULT_MCC = "5411"
-SETTLEMENT_CODE = "201"
-"""60.3 of a settlement request [M: CUP POS 201 = settlement]."""
 FINAL_DECLINES_KEEP = frozenset({"91", "96", "98"})
 """Response codes after which the outcome at the issuer is unknown: a reversal must go downstream."""
 
@@ -140,73 +143,7 @@ _FROM_SWITCH = (38, 44, 54, 55)
 """Switch response fields passed on to the terminal (besides 39)."""
 
 
-# -- field 62 (working keys) and 48 (batch totals) ---------------------------------------------------------
-
-
-def key_check_value(key: bytes) -> bytes:
-    """KCV of a DES/3DES working key: the first 4 bytes of the key encrypting 8 zero bytes."""
-    return kcv(key, "des" if len(key) == 8 else "3des", length=4)
-
-
-def encode_working_keys(tmk: bytes, pik: bytes, mak: bytes) -> bytes:
-    """Field 62 of a sign-on response: ``E_TMK(PIK) | KCV | E_TMK(MAK) | KCV`` (module docstring)."""
-    out = b""
-    for key in (pik, mak):
-        out += ecb_encrypt("3des", tmk, key) + key_check_value(key)
-    return out
-
-
-def decode_working_keys(tmk: bytes, value: bytes) -> tuple[bytes, bytes]:
-    """``(PIK, MAK)`` from field 62; :class:`Iso8583Error` for a bad length, :class:`MacError` for a KCV
-    that does not match (a wrong TMK)."""
-    size = {24: 8, 40: 16}.get(len(value))
-    if size is None:
-        raise Iso8583Error(f"working keys of {len(value)} bytes (expected 24 or 40)", field="field 62")
-    keys = []
-    for offset in (0, size + 4):
-        key = ecb_decrypt("3des", tmk, value[offset: offset + size])
-        if key_check_value(key) != value[offset + size: offset + size + 4]:
-            raise MacError("field 62: working key check value does not match (wrong TMK?)")
-        keys.append(key)
-    return keys[0], keys[1]
-
-
-@dataclass(frozen=True)
-class BatchTotals:
-    """Settlement totals of a batch, amounts in fen: debits = purchases, credits = refunds/voids (none here)."""
-
-    debit_count: int = 0
-    debit_amount: int = 0
-    credit_count: int = 0
-    credit_amount: int = 0
-
-
-def encode_batch_totals(totals: BatchTotals, settle_code: str = "0") -> str:
-    """Field 48 of 0500/0510 [M: CUP POS layout], 62 digits: domestic cards ``debit amount n12 | debit
-    count n3 | credit amount n12 | credit count n3 | settle code n1``, then the same 31 digits for
-    foreign cards (always zero here). Settle code: 0 request, 1 balanced, 2 not balanced."""
-    domestic = (f"{totals.debit_amount:012d}{totals.debit_count:03d}"
-                f"{totals.credit_amount:012d}{totals.credit_count:03d}{settle_code}")
-    return domestic + "0" * 30 + settle_code
-
-
-def decode_batch_totals(value: str) -> tuple[BatchTotals, str]:
-    """``(domestic totals, settle code)`` of field 48; :class:`Iso8583Error` if malformed."""
-    if len(value) < 31 or not value[:31].isdigit():
-        raise Iso8583Error("batch totals must start with 31 digits", field="field 48")
-    totals = BatchTotals(debit_count=int(value[12:15]), debit_amount=int(value[0:12]),
-                         credit_count=int(value[27:30]), credit_amount=int(value[15:27]))
-    return totals, value[30]
-
-
-def settlement_request(*, stan: int, terminal_id: str, merchant_id: str, batch: int, totals: BatchTotals,
-                       operator: str = "01") -> Iso8583Message:
-    """A 0500 settlement: 11, 41, 42, 48 totals, 49, 60 (``00`` + batch + ``201``), 63 operator."""
-    fields: dict[int, str | bytes] = {
-        11: f"{stan:06d}", 41: terminal_id.ljust(8)[:8], 42: merchant_id.ljust(15)[:15],
-        48: encode_batch_totals(totals), 49: "156", 60: f"00{batch:06d}{SETTLEMENT_CODE}", 63: operator.ljust(3)[:3],
-    }
-    return Iso8583Message("0500", fields, tpdu=DEFAULT_TPDU, header=DEFAULT_POS_HEADER)
+# -- field 62 (working keys), 48 (batch totals), settlement: the protocol core's (lab/protocol/iso8583/terminal.py)
 
 
 def retrieval_reference(acquirer_id: str, tid: str, batch: int, stan: str) -> str:

@@ -52,7 +52,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from ..protocol.errors import Iso8583Error, MacError
+from ..protocol.errors import Iso8583Error
 from ..protocol.iso8583 import (
     CupsHeader,
     Dialect,
@@ -62,8 +62,7 @@ from ..protocol.iso8583 import (
     encode_message,
     frame,
 )
-from ..protocol.iso8583.mac import pos_mac
-from ..protocol.iso8583.specs import MAC_FIELD
+from ..protocol.iso8583.terminal import verify_mac as verify_mac  # moved to the protocol core; re-exported
 from .db import SQLITE_BEGIN_OPTION, is_sqlite
 
 T = TypeVar("T")
@@ -102,21 +101,6 @@ def match_key(msg: Iso8583Message, *, response: bool = False) -> MatchKey:
     stan = msg.fields.get(11, "")
     tid = msg.fields.get(41, "")
     return mti, stan if isinstance(stan, str) else "", tid.strip() if isinstance(tid, str) else ""
-
-
-def verify_mac(raw: bytes, msg: Iso8583Message, dialect: Dialect, mak: bytes) -> None:
-    """Raise :class:`MacError` unless ``msg`` (decoded from ``raw``) carries a valid MAC under ``mak``.
-
-    ``cup-pos`` checks field 64 directly over the raw bytes (no second decode); ``switch``
-    re-decodes with the MAK, which the protocol core needs for the field-128 MAB.
-    """
-    if MAC_FIELD[dialect] not in msg.fields:
-        raise MacError(f"field {MAC_FIELD[dialect]} missing (response code A0)")
-    if dialect == "cup-pos":
-        if pos_mac(mak, raw) != raw[-8:]:
-            raise MacError("field 64: MAC does not verify (response code A0)")
-        return
-    decode_message(raw, dialect, mak=mak)
 
 
 # -- server --------------------------------------------------------------------------------------------
