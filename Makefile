@@ -48,6 +48,7 @@ bench: venv
 	$(VPY) bench/pcsc_roundtrip.py
 	$(VPY) bench/nfc_tap.py
 	$(VPY) bench/ecr_roundtrip.py
+	$(VPY) bench/tap_to_approval.py
 
 system-deps:
 	@missing=""; \
