@@ -205,7 +205,8 @@ _GENERIC: tuple[TagInfo, ...] = (
     _t(0x9F43, "Application Reference Currency Exponent", "n", 1, 4, templates=(0x70,)),
     _t(0x9F44, "Application Currency Exponent", "n", 1, 1, templates=(0x70,)),
     _t(0x9F45, "Data Authentication Code", "b", 2, 2),
-    _t(0x9F46, "ICC Public Key Certificate", "b", 1, 248, templates=(0x70,)),
+    # SECRET: the SM2 form of the certificate (PBOC 3.0 Part 17 [M]) carries the PAN in clear ("14 || PAN cn10")
+    _t(0x9F46, "ICC Public Key Certificate", "b", 1, 248, sensitivity=_SECRET, templates=(0x70,)),
     _t(0x9F47, "ICC Public Key Exponent", "b", 1, 3, templates=(0x70,)),
     _t(0x9F48, "ICC Public Key Remainder", "b", 1, 248, templates=(0x70,)),
     _t(0x9F49, "Dynamic Data Authentication Data Object List (DDOL)", "b", 1, 252, templates=(0x70,)),
