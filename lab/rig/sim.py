@@ -254,6 +254,10 @@ class SimRig:
         self.rig = self._describe_rig(pos_resources)
         self.bound = BoundRig(self.rig, cards=dict(self.cards), handsets=dict(self.handsets))
         self._stack.push("bound drivers", lambda: self.bound.close())
+        # the card-side antennas bind their UDP ports now, so that no parallel session can take a port
+        # between its choice above and the first tap (the POS reader would then read a foreign air)
+        for antenna in ("pad", "lab-pad"):
+            self.bound.antenna(antenna)
         # pcscd polls its readers every 400 ms: ready means both cards are seen
         for reader in ("contact", "contactless"):
             self.bound.reader(reader).wait_for_card(self.start_timeout)
