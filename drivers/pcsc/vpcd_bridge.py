@@ -81,6 +81,7 @@ class VpcdCardBridge:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._atr: bytes | None = None
+        self._powered = False   # the last vpcd control was a power-on/reset (pcscd thinks the card is powered)
         self.apdu_count = 0
         self.connections = 0
         """Links established (1 after insert; +1 per reconnect after a pcscd restart)."""
@@ -113,8 +114,16 @@ class VpcdCardBridge:
     def swap(self, card: ApduCard) -> None:
         """Serve ``card`` from now on (takes effect at the next message; re-insert for a clean swap)."""
         with self._card_lock:
-            self._card = card
+            old, self._card = self._card, card
             self._atr = None
+            if self._powered:
+                # pcscd believes the card in the slot is powered: the new one must be too, or its first
+                # APDU meets a card that never saw a power-on
+                try:
+                    old.power_off()
+                    self._atr = bytes(card.power_on(self.interface))
+                except Exception as exc:
+                    self.errors.append(f"card error on swap: {type(exc).__name__}: {exc}")
 
     # -- insert / remove ----------------------------------------------------------------------------
     def insert(self, timeout: float = 5.0) -> None:
@@ -248,10 +257,13 @@ class VpcdCardBridge:
                 return self._card_atr(card)
             if code == CTRL_POWER_ON:
                 self._atr = bytes(card.power_on(self.interface))
+                self._powered = True
             elif code == CTRL_RESET:
                 reset = getattr(card, "reset", None)
                 self._atr = bytes(reset() if callable(reset) else card.power_on(self.interface))
+                self._powered = True
             elif code == CTRL_POWER_OFF:
+                self._powered = False
                 card.power_off()
             else:
                 self.errors.append(f"unknown vpcd control byte {code:02X}")
@@ -272,6 +284,7 @@ class VpcdCardBridge:
 
     def _card_power_off(self) -> None:
         with self._card_lock:
+            self._powered = False
             try:
                 self._card.power_off()
             except Exception as exc:
