@@ -356,6 +356,18 @@ class SimRig:
                    antennas=antennas, pos=pos, slots=slots, handsets=handsets, backend=backend, builtin=True,
                    source=SIM_RIG.source)
 
+    def on_stop(self, what: str, action: Callable[[], Any]) -> None:
+        """Run ``action`` when the rig stops, before the pieces started so far (e.g. close the
+        acquirer links a test session opened before the backend goes away)."""
+        if not self._started:
+            raise PaylabError("the simulated rig is not running: start() it first")
+        self._stack.push(what, action)
+
+    def oda_chain(self, profile: Any) -> Any:
+        """The TEST ODA chain (CA → issuer → ICC keys) the rig's cards of ``profile`` are personalised
+        with; its CA public key is the one the POS simulator and the lab's kernels trust."""
+        return self._chain(profile)
+
     # -- cards ------------------------------------------------------------------------------------------
     def _chain(self, profile: Any) -> Any:
         """The profile's TEST ODA chain; deterministic (seeded), so generated once per process."""
