@@ -49,6 +49,9 @@ bench: venv
 	$(VPY) bench/nfc_tap.py
 	$(VPY) bench/ecr_roundtrip.py
 	$(VPY) bench/tap_to_approval.py
+	$(VPY) bench/report_10k.py
+	$(VPY) bench/campaign_overhead.py
+	$(VPY) bench/campaign_scaling.py
 
 system-deps:
 	@missing=""; \

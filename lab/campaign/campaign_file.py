@@ -87,6 +87,21 @@ class Campaign:
     health_timeout_s: float = 30.0
     allure: bool = True
     previous_runs: int = 10
+    lines: LineMap | None = field(default=None, compare=False, repr=False)
+
+
+def check_rigs(campaign: Campaign, inventory: Any) -> None:
+    """Every rig selector must match the inventory: a rig named that way, or at least one rig with all the
+    capabilities. Raises :class:`CampaignFileError` at the selector's line (checked before anything runs)."""
+    lines = campaign.lines or LineMap(str(campaign.source))
+    for i, selector in enumerate(campaign.rigs):
+        if selector.name is not None and selector.name not in inventory.rigs:
+            raise lines.error(("rigs", i, "name"), f"no rig {selector.name!r} in the inventory "
+                              f"{inventory.source or '(built in)'} (have: {', '.join(inventory.rigs)})",
+                              CampaignFileError)
+        if selector.capabilities and not inventory.with_capabilities(*selector.capabilities):
+            raise lines.error(("rigs", i, "capabilities"), "no rig in the inventory has all of "
+                              + ", ".join(selector.capabilities), CampaignFileError)
 
 
 class _Reader:
@@ -204,4 +219,4 @@ def load_campaign(path: Path, *, base: Path | None = None) -> Campaign:
     return Campaign(name=name, source=path, sha256=hashlib.sha256(text.encode()).hexdigest(), text=text,
                     rigs=tuple(rigs), suites=tuple(suites), description=description, repeats=repeats,
                     retry=retry, lease_ttl_s=ttl, heartbeat_s=heartbeat, test_timeout_s=test_timeout,
-                    health_timeout_s=health_timeout, allure=allure, previous_runs=previous)
+                    health_timeout_s=health_timeout, allure=allure, previous_runs=previous, lines=lines)

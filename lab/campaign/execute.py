@@ -36,7 +36,7 @@ from paylab.fixtures.results import INFRA_MARK, ResultWriter, read_results
 from .plan import PLUGIN, PlannedTest, Share
 
 ROBOT_LISTENER = "paylab.fixtures.robot_listener.ResultListener"
-SYNC_PATHS = ("suites", "fixtures/requirements.yaml")
+SYNC_PATHS = ("suites", "fixtures/requirements.yaml", "pyproject.toml")
 
 
 @dataclass
@@ -55,6 +55,7 @@ class ShareRun:
     remote_python: str = "python3"
     remote_root: str = "paylab-runs"
     campaign_id: str = "campaign"
+    allure: bool = True                 # write Allure results (allure-pytest costs ~5 ms per test)
 
     @property
     def results_path(self) -> Path:
@@ -63,6 +64,17 @@ class ShareRun:
     @property
     def allure_dir(self) -> Path:
         return self.out_dir.parent.parent / "allure-results"
+
+
+class StopFlag:
+    """Tells a share to stop: the campaign was cancelled, or this rig's lease was lost."""
+
+    def __init__(self, cancel: threading.Event, lost: Callable[[], bool] = lambda: False) -> None:
+        self.cancel = cancel
+        self.lost = lost
+
+    def is_set(self) -> bool:
+        return self.cancel.is_set() or self.lost()
 
 
 @dataclass
@@ -84,10 +96,14 @@ def pytest_command(run: ShareRun, tests: list[PlannedTest], *, root: Path, pytho
     suites = sorted({str(t.suite) for t in tests})
     select = _select_file(run.out_dir / f"select-{run.attempt}.txt", tests)
     workers = max((run.workers.get(t.suite, 1) for t in tests), default=1)
-    cmd = [python, "-m", "pytest", *suites, "-p", PLUGIN, "-p", "no:cacheprovider", "-q", "--rig", run.share.rig,
+    rootdir = "." if root != run.cwd else str(run.cwd)
+    cmd = [python, "-m", "pytest", *suites, "-p", PLUGIN, "-p", "no:cacheprovider", "-q", f"--rootdir={rootdir}",
+           "--rig", run.share.rig,
            f"--paylab-select={select if root == run.cwd else select.name}",
-           f"--paylab-results={results}", f"--paylab-attempt={run.attempt}", f"--alluredir={allure}",
+           f"--paylab-results={results}", f"--paylab-attempt={run.attempt}",
            f"--junitxml={results.parent / f'junit-pytest-{run.attempt}.xml'}", "-o", "junit_family=xunit2"]
+    if run.allure:
+        cmd.append(f"--alluredir={allure}")
     if inventory:
         cmd.append(f"--inventory={inventory}")
     if workers > 1:
@@ -96,21 +112,33 @@ def pytest_command(run: ShareRun, tests: list[PlannedTest], *, root: Path, pytho
 
 
 def robot_command(run: ShareRun, tests: list[PlannedTest], *, python: str, results: Path, allure: Path,
-                  inventory: str | None) -> list[str]:
-    """The pabot invocation of a share's Robot tests (whole files, selected tests by long name)."""
-    files = sorted({str(t.source) for t in tests if t.source is not None})
+                  inventory: str | None, suite: Path | None = None, index: int = 0) -> list[str]:
+    """The pabot invocation of a share's Robot tests of ONE suite path (``suite``, the path the tests were
+    collected from, so their long names match), selected by long name; whole files are the unit."""
+    root = suite if suite is not None else tests[0].suite
+    files = {str(t.source) for t in tests if t.source is not None}
     workers = max((run.workers.get(t.suite, 1) for t in tests), default=1)
-    out = results.parent / f"robot-{run.attempt}"
-    cmd = [python, "-m", "pabot.pabot", "--pabotlibport", "0", "--processes", str(max(1, min(workers, len(files)))),
+    out = results.parent / f"robot-{run.attempt}-{index}"
+    cmd = [python, "-m", "pabot.pabot", "--no-pabotlib", "--command", python, "-m", "robot", "--end-command",
+           "--processes", str(max(1, min(workers, len(files)))),
            "--outputdir", str(out), "--output", "output.xml", "--log", "log.html", "--report", "report.html",
            "--listener", f"{ROBOT_LISTENER}:{results}:{run.share.rig}:{run.attempt}",
-           "--listener", f"allure_robotframework:{allure}", "--variable", f"RIG:{run.share.rig}",
-           "--consolewidth", "80", "--console", "dotted"]
+           "--variable", f"RIG:{run.share.rig}", "--consolewidth", "80", "--console", "dotted"]
+    if run.allure:
+        cmd += ["--listener", f"allure_robotframework:{allure}"]
     if inventory:
         cmd += ["--variable", f"INVENTORY:{inventory}"]
     for test in tests:
         cmd += ["--test", test.id]
-    return [*cmd, *files]
+    return [*cmd, str(root)]
+
+
+def robot_groups(tests: list[PlannedTest]) -> list[list[PlannedTest]]:
+    """Robot tests grouped by the suite path they were collected from (one pabot run each)."""
+    groups: dict[Path, list[PlannedTest]] = {}
+    for test in tests:
+        groups.setdefault(test.suite, []).append(test)
+    return list(groups.values())
 
 
 class _Watchdog:
@@ -140,11 +168,11 @@ def _count_lines(path: Path) -> int:
 
 
 def _run_local(cmd: list[str], *, cwd: Path, log: Path, results: Path, timeout: float,
-               cancel: threading.Event, env: dict[str, str]) -> tuple[int, bool]:
+               cancel: StopFlag | threading.Event, env: dict[str, str]) -> tuple[int, bool]:
     """Run ``cmd`` in its own process group; returns (exit code, killed by watchdog/cancel)."""
     with log.open("ab") as log_fh:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=log_fh, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent)
         watchdog = _Watchdog(lambda: _count_lines(results), timeout)
         killed = False
         try:
@@ -160,6 +188,15 @@ def _run_local(cmd: list[str], *, cwd: Path, log: Path, results: Path, timeout: 
         return proc.wait(), killed
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the runner dies (even by SIGKILL), so a killed
+    ``paylab run`` leaves no share running on (Linux ``prctl(PR_SET_PDEATHSIG)``)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
@@ -171,7 +208,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
-def run_share(run: ShareRun, cancel: threading.Event) -> ShareOutcome:
+def run_share(run: ShareRun, cancel: StopFlag | threading.Event) -> ShareOutcome:
     """Run the share (blocking). Never raises for a test failure; infra trouble is in the outcome."""
     run.out_dir.mkdir(parents=True, exist_ok=True)
     run.allure_dir.mkdir(parents=True, exist_ok=True)
@@ -183,7 +220,8 @@ def run_share(run: ShareRun, cancel: threading.Event) -> ShareOutcome:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PAYLAB_CAMPAIGN": run.campaign_id}
     inventory = str(run.inventory) if run.inventory else None
     log = run.out_dir / f"run-{run.attempt}.log"
-    for tests, build in ((pytest_tests, "pytest"), (robot_tests, "robot")):
+    batches = [("pytest", pytest_tests), *(("robot", group) for group in robot_groups(robot_tests))]
+    for index, (build, tests) in enumerate(batches):
         if not tests or cancel.is_set():
             continue
         if build == "pytest":
@@ -191,7 +229,7 @@ def run_share(run: ShareRun, cancel: threading.Event) -> ShareOutcome:
                                  allure=run.allure_dir, inventory=inventory)
         else:
             cmd = robot_command(run, tests, python=run.python, results=run.results_path, allure=run.allure_dir,
-                                inventory=inventory)
+                                inventory=inventory, index=index)
         code, killed = _run_local(cmd, cwd=run.cwd, log=log, results=run.results_path,
                                   timeout=run.test_timeout_s, cancel=cancel, env=env)
         outcome.exit_codes.append(code)
@@ -203,54 +241,74 @@ def run_share(run: ShareRun, cancel: threading.Event) -> ShareOutcome:
 
 
 # -- remote rig hosts -------------------------------------------------------------------------------------
-def _checkout_tarball(cwd: Path, extra: list[Path]) -> bytes:
+def _checkout_tarball(cwd: Path, extra: list[tuple[Path, str]]) -> bytes:
+    """The part of the lab checkout a share needs on its host (suites, catalogue, pytest config) plus
+    ``extra`` files (path, name in the bundle): the selection and the inventory."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for rel in SYNC_PATHS:
             path = cwd / rel
             if path.exists():
                 tar.add(path, arcname=rel, filter=lambda info: None if "__pycache__" in info.name else info)
-        for path in extra:
-            tar.add(path, arcname=path.name)
+        for path, name in extra:
+            tar.add(path, arcname=name)
     return buffer.getvalue()
 
 
+def _remote_commands(run: ShareRun, pytest_tests: list[PlannedTest], robot_tests: list[PlannedTest],
+                     remote_dir: str) -> tuple[list[str], list[tuple[Path, str]]]:
+    commands: list[str] = []
+    extra: list[tuple[Path, str]] = []
+    inventory = None
+    if run.inventory is not None:
+        extra.append((run.inventory, "inventory.yaml"))
+        inventory = "inventory.yaml"
+    results, allure = Path("out/results.jsonl"), Path("out/allure-results")
+    if pytest_tests:
+        tests = [PlannedTest(t.id, t.framework, Path(os.path.relpath(t.suite, run.cwd)), t.requirements,
+                             t.needs) for t in pytest_tests]
+        cmd = pytest_command(run, tests, root=Path(remote_dir), python=run.remote_python, results=results,
+                             allure=allure, inventory=inventory)
+        extra.append((run.out_dir / f"select-{run.attempt}.txt", f"select-{run.attempt}.txt"))
+        commands.append(shlex.join(cmd))
+    for index, group in enumerate(robot_groups(robot_tests), start=1):
+        tests = [PlannedTest(t.id, t.framework, t.suite, t.requirements, t.needs,
+                             Path(os.path.relpath(t.source, run.cwd)) if t.source else None)
+                 for t in group]
+        commands.append(shlex.join(robot_command(run, tests, python=run.remote_python, results=results,
+                                                 allure=allure, inventory=inventory, index=index,
+                                                 suite=Path(os.path.relpath(group[0].suite, run.cwd)))))
+    return commands, extra
+
+
 def _run_remote(run: ShareRun, pytest_tests: list[PlannedTest], robot_tests: list[PlannedTest],
-                cancel: threading.Event, outcome: ShareOutcome) -> ShareOutcome:
+                cancel: StopFlag | threading.Event, outcome: ShareOutcome) -> ShareOutcome:
+    """The share on the rig's host: bundle up, start detached (own process group, PID file), stream the
+    result lines back by polling, fetch the artefacts. Any ssh trouble ends it as an infra error."""
     host = run.host
     assert host is not None
     remote_dir = f"{run.remote_root}/{run.campaign_id}/{run.share.rig}-{run.attempt}"
+    q = shlex.quote(remote_dir)
     writer = ResultWriter(run.results_path)
+    started = False
     try:
-        commands = []
-        local_files: list[Path] = []
-        if pytest_tests:
-            tests = [PlannedTest(t.id, t.framework, Path(os.path.relpath(t.suite, run.cwd)), t.requirements,
-                                 t.needs) for t in pytest_tests]
-            cmd = pytest_command(run, tests, root=Path(remote_dir), python=run.remote_python,
-                                 results=Path("out/results.jsonl"), allure=Path("out/allure-results"),
-                                 inventory=None)
-            local_files.append(run.out_dir / f"select-{run.attempt}.txt")
-            commands.append(shlex.join(cmd))
-        if robot_tests:
-            tests = [PlannedTest(t.id, t.framework, t.suite, t.requirements, t.needs,
-                                 Path(os.path.relpath(t.source, run.cwd)) if t.source else None)
-                     for t in robot_tests]
-            commands.append(shlex.join(robot_command(run, tests, python=run.remote_python,
-                                                     results=Path("out/results.jsonl"),
-                                                     allure=Path("out/allure-results"), inventory=None)))
+        commands, extra = _remote_commands(run, pytest_tests, robot_tests, remote_dir)
         bundle = run.out_dir / f"bundle-{run.attempt}.tar.gz"
-        bundle.write_bytes(_checkout_tarball(run.cwd, local_files))
-        host.run(f"mkdir -p {shlex.quote(remote_dir)}/out/allure-results", timeout=30)
+        bundle.write_bytes(_checkout_tarball(run.cwd, extra))
+        host.run(f"mkdir -p {q}/out/allure-results", timeout=30)
         host.put(bundle, f"{remote_dir}/bundle.tar.gz")
+        bundle.unlink()
         script = " ; ".join(commands) if commands else "true"
-        host.run(f"cd {shlex.quote(remote_dir)} && tar -xzf bundle.tar.gz && "
-                 f"(nohup sh -c {shlex.quote(script + '; echo $? > out/done')} > out/run.log 2>&1 &)", timeout=30)
+        host.run(f"cd {q} && tar -xzf bundle.tar.gz && rm bundle.tar.gz && "
+                 f"{{ setsid sh -c {shlex.quote(script + '; echo $? > out/done.tmp; mv out/done.tmp out/done')} "
+                 f"> out/run.log 2>&1 < /dev/null & echo $! > out/pid; }}", timeout=30)
+        started = True
         seen = 0
         watchdog = _Watchdog(lambda: seen, run.test_timeout_s)
         while True:
-            result = host.run(f"cd {shlex.quote(remote_dir)} && tail -n +{seen + 1} out/results.jsonl 2>/dev/null; "
-                              f"test -f out/done && echo @@DONE@@", timeout=30, check=False)
+            # "done" is tested BEFORE reading the lines: once it exists, every line is already written
+            result = host.run(f"cd {q} && (test -f out/done && echo @@DONE@@; "
+                              f"tail -n +{seen + 1} out/results.jsonl 2>/dev/null; true)", timeout=30, check=False)
             done = False
             for line in result.stdout.splitlines():
                 if line == "@@DONE@@":
@@ -264,23 +322,28 @@ def _run_remote(run: ShareRun, pytest_tests: list[PlannedTest], robot_tests: lis
             if done:
                 break
             if cancel.is_set() or watchdog.expired():
-                host.run(f"pkill -f {shlex.quote(remote_dir)} || true", timeout=30, check=False)
+                host.run(f"cd {q} && kill -TERM -- -$(cat out/pid) 2>/dev/null; true", timeout=30, check=False)
                 outcome.killed = True
                 outcome.infra_error = "cancelled" if cancel.is_set() else "remote share stopped producing results"
                 break
-            time.sleep(0.5)
-        host.run(f"cd {shlex.quote(remote_dir)} && tar -czf artefacts.tar.gz -C out .", timeout=60)
+            time.sleep(0.3)
+        host.run(f"cd {q} && tar -czf artefacts.tar.gz -C out .", timeout=60)
         artefacts = run.out_dir / f"remote-{run.attempt}.tar.gz"
         host.get(f"{remote_dir}/artefacts.tar.gz", artefacts)
         with tarfile.open(artefacts) as tar:
             for member in tar.getmembers():
-                if member.name.startswith("./allure-results/") and member.isfile():
+                if not member.isfile() or member.name.endswith(("results.jsonl", "/pid", "/done")):
+                    continue
+                if member.name.startswith("./allure-results/"):
                     member.name = Path(member.name).name
                     tar.extract(member, run.allure_dir, filter="data")
-                elif member.isfile() and not member.name.endswith("results.jsonl"):
+                else:
                     tar.extract(member, run.out_dir / f"remote-{run.attempt}", filter="data")
-    except DriverError as exc:
-        outcome.infra_error = f"rig host {host.name}: {exc}"
+        artefacts.unlink()
+        host.run(f"rm -rf {q}", timeout=30, check=False)
+    except (DriverError, OSError, tarfile.TarError) as exc:
+        where = "while running the share" if started else "before the share started"
+        outcome.infra_error = f"rig host {host.name} {where}: {exc}"
     return outcome
 
 

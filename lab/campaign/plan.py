@@ -55,6 +55,7 @@ class Share:
 class Plan:
     shares: dict[str, Share]
     not_run: list[tuple[PlannedTest, str]]
+    deselected: list[tuple[PlannedTest, str]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -67,7 +68,7 @@ def collect_pytest(suite: SuiteSpec, *, cwd: Path, python: str = sys.executable,
     with tempfile.TemporaryDirectory(prefix="paylab-collect-") as tmp:
         out = Path(tmp) / "collected.json"
         cmd = [python, "-m", "pytest", str(suite.path), "-p", PLUGIN, "-q", "--collect-only",
-               "-p", "no:cacheprovider", "--rig", rig, f"--paylab-collect={out}"]
+               "-p", "no:cacheprovider", f"--rootdir={cwd}", "--rig", rig, f"--paylab-collect={out}"]
         if inventory is not None:
             cmd.append(f"--inventory={inventory}")
         if suite.tags:
@@ -112,27 +113,45 @@ def collect_robot(suite: SuiteSpec) -> list[PlannedTest]:
     return tests
 
 
-def assign(tests: Sequence[PlannedTest], rigs: Mapping[str, Iterable[str]]) -> Plan:
+def assign(tests: Sequence[PlannedTest], rigs: Mapping[str, Iterable[str]],
+           campaign_rigs: Mapping[str, Iterable[str]] | None = None) -> Plan:
     """Give every test to the least loaded rig having all its needs (pure, deterministic).
 
-    ``rigs``: healthy rig name → capabilities. Robot tests of one file stay together."""
+    ``rigs``: healthy rig name → capabilities; ``campaign_rigs``: every rig the campaign selected
+    (healthy or not; default ``rigs``). A test that no rig of the campaign could ever run is
+    *deselected* (the pytest plugin's rule, with the missing capability as the reason); a test whose
+    capable rigs are all busy or quarantined is *not run* (an infrastructure matter). Robot tests of
+    one file stay together."""
     caps = {name: set(c) for name, c in rigs.items()}
+    every = {name: set(c) for name, c in (campaign_rigs if campaign_rigs is not None else rigs).items()}
     shares = {name: Share(name) for name in rigs}
-    not_run: list[tuple[PlannedTest, str]] = []
+    plan = Plan(shares, [])
     units: dict[tuple[str, str], list[PlannedTest]] = {}
     for test in tests:
         key = (test.framework, str(test.source)) if test.framework == "robot" else ("pytest", test.id)
         units.setdefault(key, []).append(test)
     for unit in units.values():
-        needs = set().union(*(set(t.needs) for t in unit))
-        able = [name for name in shares if needs <= caps[name]]
-        if not able:
-            reason = ("no rig selected" if not shares else
-                      f"no healthy rig has capability {', '.join(sorted(needs - set().union(*caps.values())))}"
-                      if needs - set().union(*caps.values()) else
-                      f"no healthy rig has all of {', '.join(sorted(needs))}")
-            not_run.extend((t, reason) for t in unit)
-            continue
-        target = min(able, key=lambda name: (len(shares[name].tests), name))
-        shares[target].tests.extend(unit)
-    return Plan(shares, not_run)
+        # the rig that can run most of the unit (a Robot file), then the least loaded one
+        runnable = {name: [t for t in unit if set(t.needs) <= caps[name]] for name in shares}
+        best = max((len(r) for r in runnable.values()), default=0)
+        if best:
+            target = min((name for name in shares if len(runnable[name]) == best),
+                         key=lambda name: (len(shares[name].tests), name))
+            shares[target].tests.extend(runnable[target])
+            unit = [t for t in unit if t not in runnable[target]]
+        for test in unit:
+            _cannot_run(plan, test, every)
+    return plan
+
+
+def _cannot_run(plan: Plan, test: PlannedTest, every: dict[str, set[str]]) -> None:
+    """A test no healthy rig can take: deselected when no rig of the campaign could, else not run."""
+    needs = set(test.needs)
+    if not any(needs <= c for c in every.values()):
+        lacking = sorted(needs - set().union(*every.values())) if every else sorted(needs)
+        what = ", ".join(lacking) if lacking else "all of " + ", ".join(sorted(needs))
+        plan.deselected.append((test, f"no rig of the campaign has capability {what}"))
+        return
+    capable = sorted(name for name, c in every.items() if needs <= c)
+    plan.not_run.append((test, f"every rig able to run it is unavailable ({', '.join(capable)}: busy, "
+                               "quarantined or lost)"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import statistics
 import time
 import xml.etree.ElementTree as ET
@@ -166,14 +167,18 @@ def merge_robot(out: Path) -> Path | None:
 
     target = out / "robot"
     target.mkdir(exist_ok=True)
-    first_attempt = [p for p in outputs if p.parent.name.endswith("-1")] or outputs[:1]
-    later = [p for p in outputs if p not in first_attempt]
-    rc = rebot(*map(str, first_attempt), outputdir=str(target), output="combined.xml", log="NONE", report="NONE",
-               name="paylab", stdout=open("/dev/null", "w"))  # noqa: SIM115 - rebot closes nothing we open
-    sources = [str(target / "combined.xml"), *map(str, later)]
-    rc = rebot(*sources, merge=bool(later), outputdir=str(target), output="output.xml", log="log.html",
-               report="report.html", name="paylab", stdout=open("/dev/null", "w"))  # noqa: SIM115
-    (target / "combined.xml").unlink(missing_ok=True)
+
+    def attempt(path: Path) -> int:
+        parts = path.parent.name.split("-")
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+    outputs.sort(key=attempt)
+    options = {"outputdir": str(target), "output": "output.xml", "log": "log.html", "report": "report.html"}
+    with open(os.devnull, "w") as sink:
+        # merge: later attempts replace earlier ones, other rigs' tests are added (same root suite)
+        rc = rebot(*map(str, outputs), merge=True, stdout=sink, stderr=sink, **options)
+        if rc >= 252:  # different root suites (several Robot suite paths): combine them instead
+            rc = rebot(*map(str, outputs), name="paylab", stdout=sink, stderr=sink, **options)
     return target / "log.html" if rc < 252 else None
 
 
@@ -219,7 +224,7 @@ def write_reports(result: Any, campaign: Campaign, inventory: Any, rigs: list[An
     counts = {"total": len(record.results),
               "passed": sum(r.verdict == "passed" for r in record.results),
               "product": sum(r.is_product_failure for r in record.results),
-              "infra": sum(r.is_infra_error for r in record.results),
+              "infra": sum(r.is_infra_error and r.verdict != "not-run" for r in record.results),
               "skipped": sum(r.verdict == "skipped" for r in record.results),
               "not-run": sum(r.verdict == "not-run" for r in record.results)}
     result.counts = counts

@@ -16,13 +16,14 @@ instead, the leases expire after their TTL.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ..protocol.errors import PaylabError
 from .campaign_file import Campaign
-from .db import open_lab_db
+from .db import LAB_DB_ENV, open_lab_db
 from .leases import Heartbeat, Lease, LeaseManager, OwnerRecord, RigQuarantined
 
 
@@ -35,16 +36,18 @@ class Reservation:
         self.campaign = campaign
         self.campaign_id = campaign_id
         self.say = say
-        lab_dir = None if config.lab_db else config.reports_root / ".lab"
-        if lab_dir is not None:
+        url = config.lab_db or os.environ.get(LAB_DB_ENV)
+        lab_dir = None if url else config.reports_root / ".lab"  # default: shared by every campaign of
+        if lab_dir is not None:                                    # this reports folder
             lab_dir.mkdir(parents=True, exist_ok=True)
-        self.engine = open_lab_db(config.lab_db, lab_dir=lab_dir)
+        self.engine = open_lab_db(url, lab_dir=lab_dir)
         self.manager = LeaseManager(self.engine)
         self.owner = OwnerRecord.current(campaign_id)
         self.leases: dict[str, Lease] = {}
         self.rigs: dict[str, Any] = {}
         self.hosts: dict[str, Any] = {}
         self.quarantined: dict[str, str] = {}
+        self.lost: set[str] = set()                          # rigs whose lease the heartbeat lost
         self.infra_events: list[tuple[str, str, str]] = []   # (kind, rig, message)
         self.heartbeat = Heartbeat(self.manager, interval=campaign.heartbeat_s,
                                    on_lost=lambda lease, err: self._lost(lease.rig, str(err)))
@@ -67,6 +70,8 @@ class Reservation:
 
     def _lost(self, rig: str, reason: str) -> None:
         self.infra_events.append(("lease-lost", rig, reason))
+        self.say(f"  {rig}: lease lost ({reason}); its share is stopped")
+        self.lost.add(rig)
         self.leases.pop(rig, None)
 
     def alive(self) -> bool:
@@ -107,9 +112,9 @@ class Reservation:
                 return lease
             if time.monotonic() >= deadline:
                 holder = self.manager.holder_of(rig)
-                who = holder.describe() if holder is not None else "another campaign"
-                self.infra_events.append(("rig-busy", rig, f"held by {who}"))
-                self.say(f"  {rig}: busy, held by {who}; its tests move to other rigs")
+                who = holder.describe() if holder is not None else f"{rig} held by another campaign"
+                self.infra_events.append(("rig-busy", rig, who))
+                self.say(f"  busy: {who}; its tests move to other rigs")
                 return None
             time.sleep(min(1.0, self.campaign.heartbeat_s))
 
@@ -121,7 +126,8 @@ class Reservation:
             if problem is None:
                 healthy.append(name)
                 continue
-            self.manager.quarantine(name, problem, by=self.owner)
+            if not getattr(self.rigs[name], "builtin", False):  # the sim rig is rebuilt by every session
+                self.manager.quarantine(name, problem, by=self.owner)
             self.quarantined[name] = problem
             self.infra_events.append(("quarantined", name, problem))
             self.say(f"  {name}: health check failed, quarantined: {problem}")

@@ -9,7 +9,9 @@ Steps (issue 6, "Campaigns"):
    :mod:`.leases`: a crashed or killed run frees its rigs by itself) and health-checked; a rig that
    fails its check is quarantined, and its tests move to another rig with the capabilities or are
    reported as not run;
-3. the tests are collected and assigned (:mod:`.plan`), each rig's share runs in its own thread
+3. the tests are collected (in parallel with step 2) and assigned (:mod:`.plan`): a test that no rig of
+   the campaign could run is *deselected* with the missing capability; one whose capable rigs are all
+   busy, quarantined or lost is *not run* (an infrastructure matter, exit 3). Each rig's share runs in its own thread
    (pytest with pytest-xdist, Robot with pabot; locally or on the rig's host over ssh, :mod:`.execute`),
    with a progress bar per rig;
 4. tests that ended in an infrastructure error are re-run per the retry policy (on a healthy rig);
@@ -18,11 +20,17 @@ Steps (issue 6, "Campaigns"):
    auditor report, the Allure report, the merged Robot log, JUnit XML and the signed manifest are
    written under ``reports/<campaign id>/``.
 
-``--resume ID`` re-opens ``reports/ID`` and runs only the tests that have no final result yet.
+``--resume ID`` re-opens ``reports/ID`` and runs only the tests that have no final result yet (never
+run, not run, or whose last attempt was an infrastructure error).
+
+Leases live in ``$PAYLAB_LAB_DB`` (``--lab-db``), else in ``REPORTS/.lab/lab.db`` (shared by every
+campaign writing to the same reports folder). A killed runner's share dies with it
+(``PR_SET_PDEATHSIG``); its leases expire after their TTL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -30,6 +38,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +47,8 @@ from paylab.fixtures.results import read_results
 
 from ..protocol.errors import PaylabError
 from .campaign_file import Campaign, load_campaign
-from .execute import ShareOutcome, ShareRun, infra_line, run_share
+from .execute import ShareOutcome, ShareRun, StopFlag, infra_line, run_share
 from .plan import Plan, PlannedTest, Share, assign, collect_pytest, collect_robot
-
-FINAL_VERDICTS = ("passed", "failed", "skipped", "deselected")
 
 
 class CampaignError(PaylabError):
@@ -77,6 +84,7 @@ class CampaignRun:
     exit_code: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
+    infra_events: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 # -- results ------------------------------------------------------------------------------------------------
@@ -91,6 +99,16 @@ def final_results(paths: list[Path]) -> dict[str, dict[str, Any]]:
                                        int(line.get("attempt", 1)))
             out[line["id"]] = line
     return out
+
+
+def is_done(line: dict[str, Any], campaign: Campaign, *, resuming: bool = False) -> bool:
+    """True when the test needs no further attempt. On ``--resume``, a test whose last attempt was an
+    infrastructure error or that was not run is missing again (whatever its retries were)."""
+    if line["verdict"] in ("passed", "skipped", "deselected"):
+        return True
+    if line.get("category") == "infra" or line["verdict"] == "not-run":
+        return not resuming and not needs_retry(line, campaign) and line["verdict"] != "not-run"
+    return not needs_retry(line, campaign)
 
 
 def needs_retry(line: dict[str, Any], campaign: Campaign) -> bool:
@@ -143,19 +161,29 @@ class CampaignRunner:
 
     # execution -------------------------------------------------------------------------------------------
     def run_round(self, plan: Plan, campaign: Campaign, out: Path, attempt: int, campaign_id: str,
-                  hosts: dict[str, Any]) -> dict[str, ShareOutcome]:
+                  reservation: Any) -> dict[str, ShareOutcome]:
+        """Run every rig's share of ``plan`` in parallel (one thread per rig); tests that did not report
+        a result (killed share, lost host, lost lease, cancel) get an infrastructure line."""
         workers = {s.path: s.workers for s in campaign.suites}
-        runs = {name: ShareRun(share=share, out_dir=out / "rigs" / name, attempt=attempt,
-                               inventory=self.config.inventory, cwd=self.config.cwd, workers=workers,
-                               test_timeout_s=campaign.test_timeout_s, host=hosts.get(name),
-                               campaign_id=campaign_id)
-                for name, share in plan.shares.items() if share.tests}
+        runs: dict[str, ShareRun] = {}
+        for name, share in plan.shares.items():
+            if not share.tests:
+                continue
+            rig = reservation.rigs.get(name)
+            host_res = getattr(rig, "host", None)
+            runs[name] = ShareRun(share=share, out_dir=out / "rigs" / name, attempt=attempt,
+                                  inventory=self.config.inventory, cwd=self.config.cwd, workers=workers,
+                                  test_timeout_s=campaign.test_timeout_s, host=reservation.hosts.get(name),
+                                  campaign_id=campaign_id, allure=campaign.allure,
+                                  remote_python=getattr(host_res, "python", None) or "python3",
+                                  remote_root=getattr(host_res, "workdir", None) or "paylab-runs")
         outcomes: dict[str, ShareOutcome] = {}
         threads = []
 
         def work(name: str, run: ShareRun) -> None:
+            stop = StopFlag(self.cancel, lambda: name in reservation.lost)
             try:
-                outcomes[name] = run_share(run, self.cancel)
+                outcomes[name] = run_share(run, stop)
             except Exception as exc:  # a runner bug must not lose the other rigs' results
                 outcomes[name] = ShareOutcome(name, infra_error=f"runner error: {type(exc).__name__}: {exc}")
 
@@ -169,6 +197,8 @@ class CampaignRunner:
         for name, run in runs.items():
             done = {line["id"] for line in read_results([run.results_path]) if int(line.get("attempt", 1)) == attempt}
             outcome = outcomes.get(name) or ShareOutcome(name, infra_error="share did not finish")
+            if name in reservation.lost and not self.cancel.is_set():
+                outcome.infra_error = f"lease on {name} lost: the share was stopped"
             missing = [t for t in run.share.tests if t.id not in done]
             if missing:
                 reason = outcome.infra_error or "the test process ended before this test reported a result"
@@ -179,60 +209,114 @@ class CampaignRunner:
                     writer.write(infra_line(test, name, attempt, f"not run: {reason}"))
         return outcomes
 
-    def run(self) -> CampaignRun:
+    def prepare(self) -> tuple[Campaign, Any, list[Any]]:
+        """Validate the campaign file, the inventory and the rig selectors (nothing runs before this)."""
         from paylab.lab.rig.inventory import load_inventory
+
+        from .campaign_file import check_rigs
 
         cfg = self.config
         campaign = load_campaign(cfg.campaign_path, base=cfg.cwd)
         inventory = load_inventory(cfg.inventory)
-        rigs = self.resolve_rigs(campaign, inventory)
-        campaign_id = cfg.resume or f"{campaign.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 1000:03d}"
+        check_rigs(campaign, inventory)
+        return campaign, inventory, self.resolve_rigs(campaign, inventory)
+
+    def run(self) -> CampaignRun:
+        cfg = self.config
+        campaign, inventory, rigs = self.prepare()
+        campaign_id = cfg.resume or f"{campaign.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid() % 1000:03d}"
         out = cfg.reports_root / campaign_id
         if cfg.resume and not (out / "plan.json").exists():
             raise CampaignError(f"nothing to resume: {out}/plan.json does not exist")
         out.mkdir(parents=True, exist_ok=True)
         result = CampaignRun(campaign_id, out)
         started = time.time()
+        if cfg.resume:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                started = float(json.loads((out / "plan.json").read_text(encoding="utf-8"))["started"])
+        all_caps = {rig.name: rig.capabilities for rig in rigs}
         from .reservation import Reservation
 
-        with Reservation(cfg, campaign, campaign_id, say=self._say) as reservation:
+        with Reservation(cfg, campaign, campaign_id, say=self._say) as reservation, \
+                ThreadPoolExecutor(1, thread_name_prefix="collect") as pool:
+            collecting = pool.submit(self.collect, campaign, rigs[0].name)  # while the rigs are reserved
             healthy = reservation.reserve_and_check(rigs)
             caps = {rig.name: rig.capabilities for rig in rigs if rig.name in healthy}
-            tests = self.collect(campaign, rigs[0].name)
-            results_files = sorted((out / "rigs").glob("*/results.jsonl")) if (out / "rigs").exists() else []
-            done = {tid for tid, line in final_results(results_files).items()
-                    if line["verdict"] in FINAL_VERDICTS or not needs_retry(line, campaign)}
+            tests = collecting.result()
+            self._say(f"collected {len(tests)} test(s) from {len(campaign.suites)} suite(s)")
+            results_files = self._results_files(out)
+            finals = final_results(results_files)
+            done = {tid for tid, line in finals.items() if is_done(line, campaign, resuming=bool(cfg.resume))}
             todo = [t for t in tests if t.id not in done]
-            plan = assign(todo, caps)
+            if cfg.resume:
+                self._say(f"resuming {campaign_id}: {len(done)} test(s) done, {len(todo)} to run")
+            plan = assign(todo, caps, all_caps)
             self._write_plan(out, campaign, tests, plan, started, rigs, reservation.quarantined)
-            for test, reason in plan.not_run:
-                self._not_run(out, test, reason)
             attempt = 1 + max((int(line.get("attempt", 1)) for line in read_results(results_files)), default=0)
-            for round_no in range(campaign.repeats if not cfg.resume else 1):
+            first_attempt = attempt
+            for test, reason in plan.deselected:
+                self._not_run(out, test, reason, attempt=attempt, verdict="deselected")
+            for test, reason in plan.not_run:
+                self._not_run(out, test, reason, attempt=attempt)
+            for round_no in range(1 if cfg.resume else campaign.repeats):
+                if self.cancel.is_set():
+                    break
                 self._say(f"round {round_no + 1}/{campaign.repeats}: {plan.total} tests on "
                           f"{len([s for s in plan.shares.values() if s.tests])} rig(s)")
-                self.run_round(plan, campaign, out, attempt, campaign_id, reservation.hosts)
-                attempt += 1
-                retries = 0
-                while not self.cancel.is_set() and reservation.alive():
-                    finals = final_results(sorted((out / "rigs").glob("*/results.jsonl")))
-                    again = [t for t in tests if t.id in finals and needs_retry(finals[t.id], campaign)
-                             and int(finals[t.id].get("attempt", 1)) == attempt - 1]
-                    if not again or retries >= max(campaign.retry.infra, campaign.retry.product):
-                        break
-                    healthy = reservation.recheck()
-                    caps = {rig.name: rig.capabilities for rig in rigs if rig.name in healthy}
-                    retry_plan = assign(again, caps)
-                    for test, reason in retry_plan.not_run:
-                        self._not_run(out, test, reason, attempt=attempt)
-                    self._say(f"retry {retries + 1}: {retry_plan.total} test(s) with infrastructure errors")
-                    self.run_round(retry_plan, campaign, out, attempt, campaign_id, reservation.hosts)
-                    attempt += 1
-                    retries += 1
+                self.run_round(plan, campaign, out, attempt, campaign_id, reservation)
+                attempt = self._retries(tests, campaign, out, attempt + 1, campaign_id, reservation, rigs, all_caps)
+            result.infra_events = list(reservation.infra_events)
+            self._record_history(reservation.engine, campaign_id, out, first_attempt)
         from .reporting import write_reports
 
-        write_reports(result, campaign, inventory, rigs, cfg, started=started, say=self._say)
+        write_reports(result, campaign, inventory, rigs, cfg, started=started, say=self._say,
+                      infra_events=result.infra_events)
         return result
+
+    def _retries(self, tests: list[PlannedTest], campaign: Campaign, out: Path, attempt: int, campaign_id: str,
+                 reservation: Any, rigs: list[Any], all_caps: dict[str, Any]) -> int:
+        """Re-run, on healthy rigs, the tests whose last attempt needs it (infra errors per the policy)."""
+        retries = 0
+        limit = max(campaign.retry.infra, campaign.retry.product)
+        while not self.cancel.is_set() and retries < limit:
+            finals = final_results(self._results_files(out))
+            again = [t for t in tests if t.id in finals and needs_retry(finals[t.id], campaign)
+                     and int(finals[t.id].get("attempt", 1)) == attempt - 1]
+            if not again:
+                break
+            healthy = reservation.recheck()
+            caps = {rig.name: rig.capabilities for rig in rigs if rig.name in healthy}
+            retry_plan = assign(again, caps, all_caps)
+            for test, reason in retry_plan.not_run + retry_plan.deselected:
+                self._not_run(out, test, reason, attempt=attempt)
+            self._say(f"retry {retries + 1}: {retry_plan.total} test(s) after infrastructure errors")
+            self.run_round(retry_plan, campaign, out, attempt, campaign_id, reservation)
+            attempt += 1
+            retries += 1
+        return attempt
+
+    def _record_history(self, engine: Any, campaign_id: str, out: Path, first_attempt: int) -> None:
+        """Every attempt this run made, into the lab database's run history (:class:`.history.RunHistory`)."""
+        from .history import RunHistory
+
+        history = RunHistory(engine)
+        seen: set[tuple[str, int]] = set()
+        for line in read_results(self._results_files(out)):
+            attempt = int(line.get("attempt", 1))
+            if attempt < first_attempt or (line["id"], attempt) in seen:
+                continue
+            seen.add((line["id"], attempt))
+            verdict = {"deselected": "skipped", "not-run": "error"}.get(line["verdict"], line["verdict"])
+            try:
+                history.record(campaign_id, line["id"], verdict, started_at=float(line.get("started", 0.0)),
+                               finished_at=float(line.get("finished", 0.0)), rig=line.get("rig"), attempt=attempt,
+                               infra=line.get("category") == "infra", detail=str(line.get("message", ""))[:2000])
+            except Exception as exc:  # the results files stay the source of truth
+                self._say(f"  run history not recorded for {line['id']}: {type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _results_files(out: Path) -> list[Path]:
+        return sorted((out / "rigs").glob("*/results.jsonl")) if (out / "rigs").exists() else []
 
     def _write_plan(self, out: Path, campaign: Campaign, tests: list[PlannedTest], plan: Plan, started: float,
                     rigs: list[Any], quarantined: dict[str, str]) -> None:
@@ -246,11 +330,14 @@ class CampaignRunner:
         if not path.exists():
             path.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
-    def _not_run(self, out: Path, test: PlannedTest, reason: str, *, attempt: int = 1) -> None:
+    def _not_run(self, out: Path, test: PlannedTest, reason: str, *, attempt: int = 1,
+                 verdict: str = "not-run") -> None:
         from paylab.fixtures.results import ResultWriter
 
         line = infra_line(test, "-", attempt, f"not run: {reason}")
-        line["verdict"] = "not-run"
+        line["verdict"] = verdict
+        if verdict == "deselected":
+            line["category"], line["message"] = "none", reason
         ResultWriter(out / "rigs" / "_not-run" / "results.jsonl").write(line)
 
 

@@ -24,9 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reports", type=Path, default=Path("reports"), help="where reports/<campaign id>/ goes")
     p.add_argument("--resume", metavar="ID", default=None, help="finish the campaign reports/ID left unfinished")
     p.add_argument("--lab-db", default=None, help="lab database URL for leases and history "
-                                                  "(default: sqlite under the reports folder)")
+                                                  "(default: $PAYLAB_LAB_DB, else sqlite in REPORTS/.lab/)")
     p.add_argument("--signing-key", type=Path, default=None, help="Ed25519 key signing the manifest "
                                                                   "(default: the bundled TEST key)")
+    p.add_argument("--wait-rigs", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to this long for a rig held by another campaign (default 0: move its tests)")
     p.add_argument("--no-progress", action="store_true", help="plain progress lines even on a terminal")
     p.set_defaults(func=run_command, prog=p.prog)
 
@@ -40,7 +42,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     config = RunConfig(campaign_path=args.campaign, inventory=args.inventory, reports_root=args.reports,
                        resume=args.resume, lab_db=args.lab_db, progress=not args.no_progress,
-                       signing_key=args.signing_key, on_event=say)
+                       signing_key=args.signing_key, on_event=say, lease_wait_s=max(0.0, args.wait_rigs))
     runner = CampaignRunner(config)
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -134,7 +134,7 @@ def known_secrets() -> KnownSecrets:
 
 # --- matching -----------------------------------------------------------------------------------
 
-_STANDALONE_RUN = re.compile(r"(?<![0-9A-Za-z])[0-9](?:[ -]?[0-9]){12,18}(?![0-9A-Za-z])")
+_STANDALONE_RUN = re.compile(r"(?<![0-9A-Za-z.])[0-9](?:[ -]?[0-9]){12,18}(?![0-9A-Za-z])")  # not a fraction
 _DIGITS = re.compile(r"[0-9]{13,}")
 _TLV_PAN = re.compile(r"5A(0[6-9A])([0-9]{12,20})", re.IGNORECASE)
 _TLV_TRACK2 = re.compile(r"(?:57|9F6B)[0-9A-F]{2}([0-9]{12,19})D", re.IGNORECASE)
@@ -149,6 +149,8 @@ def _scan_text(text: str, secrets: KnownSecrets) -> Iterator[tuple[int, str, str
     """(offset, kind, masked description) of everything found in ``text``."""
     for m in _STANDALONE_RUN.finditer(text):
         digits = re.sub(r"[ -]", "", m.group(0))
+        if len(digits) == 13 and digits[0] != "4":
+            continue  # 13-digit PANs are Visa's only; 13 digits from 1 on are epoch milliseconds (Allure)
         if _pan_ok(digits):
             yield m.start(), "pan", mask_pan(digits)
     for m in _TLV_PAN.finditer(text):

@@ -264,8 +264,8 @@ def _scalar_text(w: _Walker, node: Node | None, path: str) -> str | None:
 
 
 def _host(w: _Walker, node: Node, path: str) -> SshHostResource:
-    f = w.mapping(node, path, allowed=("address", "port", "user", "key", "known_hosts", "identity"),
-                  required=("address", "user", "key", "known_hosts"))
+    f = w.mapping(node, path, allowed=("address", "port", "user", "key", "known_hosts", "identity", "python",
+                                       "workdir"), required=("address", "user", "key", "known_hosts"))
     port_node = _get(f, "port")
     return SshHostResource(
         address=w.text(f["address"][1], f"{path}.address", pattern=_HOSTNAME, what="a host name or IP address"),
@@ -274,6 +274,8 @@ def _host(w: _Walker, node: Node, path: str) -> SshHostResource:
         key=w.path(f["key"][1], f"{path}.key"),
         known_hosts=w.path(f["known_hosts"][1], f"{path}.known_hosts"),
         identity=_identity(w, _get(f, "identity"), f"{path}.identity"),
+        python=w.text(n, f"{path}.python") if (n := _get(f, "python")) is not None else "python3",
+        workdir=w.text(n, f"{path}.workdir") if (n := _get(f, "workdir")) is not None else "paylab-runs",
     )
 
 

@@ -63,6 +63,8 @@ class SshHostResource:
     known_hosts: Path               # the host key is pinned: an unknown host is refused
     port: int = 22
     identity: EquipmentIdentity = field(default_factory=EquipmentIdentity)
+    python: str = "python3"         # the interpreter (with paylab installed) that runs a campaign share there
+    workdir: str = "paylab-runs"    # where campaign shares unpack and run (relative to the login's home)
 
     @property
     def name(self) -> str:
