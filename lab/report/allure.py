@@ -80,6 +80,8 @@ def generate_allure_report(results_dir: Path, out_dir: Path, *, name: str = "pay
     """``allure generate`` of ``results_dir`` into ``out_dir/index.html`` (single file), analytics stripped.
 
     ``history``: a JSONL file Allure appends this run to (trends across runs)."""
+    results_dir, out_dir = results_dir.resolve(), out_dir.resolve()   # allure runs with another cwd
+    history = history.resolve() if history is not None else None
     out_dir.mkdir(parents=True, exist_ok=True)
     config = {"name": name, "output": str(out_dir),
               "plugins": {"awesome": {"options": {"singleFile": True, "reportLanguage": "en", "reportName": name}}}}
@@ -98,8 +100,9 @@ def generate_allure_report(results_dir: Path, out_dir: Path, *, name: str = "pay
         config_path.unlink(missing_ok=True)
     html_path = out_dir / "index.html"
     if proc.returncode != 0 or not html_path.exists():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise AllureError(f"allure generate failed (exit {proc.returncode}): {tail[0]}")
+        lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+        first = next((ln for ln in lines if "rror" in ln or "No test" in ln), lines[0] if lines else "no output")
+        raise AllureError(f"allure generate failed (exit {proc.returncode}): {first}")
     html, removed = strip_analytics(html_path.read_text(encoding="utf-8"))
     left = external_references(html)
     if left:

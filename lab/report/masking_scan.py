@@ -142,7 +142,10 @@ _STRIPE_TRACK2 = re.compile(r"(?<![0-9])([0-9]{13,19})=[0-9]{4}")
 
 
 def _pan_ok(digits: str) -> bool:
-    return 13 <= len(digits) <= 19 and digits[0] != "0" and luhn_ok(digits)
+    """13-19 digits, Luhn-valid, and a payment-card major industry identifier (ISO/IEC 7812-1: 1-6;
+    7 petroleum, 8 healthcare/telecom, 9 national use are not payment cards — e.g. UnionPay's test
+    merchant id 777290058110048 passes Luhn by chance)."""
+    return 13 <= len(digits) <= 19 and digits[0] in "123456" and luhn_ok(digits)
 
 
 def _scan_text(text: str, secrets: KnownSecrets) -> Iterator[tuple[int, str, str]]:

@@ -121,6 +121,9 @@ def to_json(msg: Iso8583Message, *, reveal: bool = False) -> dict[str, Any]:
             except Iso8583Error:
                 fields["55"] = bytes(value).hex().upper() if reveal else masked_placeholder(len(value))
             continue
+        if number in (64, 128) and isinstance(value, bytes) and value.isascii() and value.isalnum():
+            fields[str(number)] = value.decode("ascii")  # the CUP ECB MAC: 8 ASCII hex characters, as sent
+            continue
         fields[str(number)] = display_field(number, value, reveal=reveal)
     return {
         "mti": msg.mti,
