@@ -1,5 +1,5 @@
 # paylab: the two set-up commands of README.md.
-#   make demo   -- set up everything, then run the main job (demo on the built-in simulated rig)
+#   make demo   -- set up everything, then run the main job (the nightly campaign on the built-in simulated rig)
 #   make test   -- set up everything, then lint and run the whole test suite
 # Both create .venv and install what they need. Missing system packages are installed with apt
 # when running as root; otherwise the run stops with one line naming the packages to install.
@@ -33,6 +33,7 @@ SYSTEM_DEPS := \
 
 demo: venv
 	$(VENV)/bin/paylab demo
+	$(VENV)/bin/paylab run suites/campaigns/nightly.yaml
 
 test: venv
 	$(VENV)/bin/ruff check .
