@@ -44,6 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--json", action="store_true", help="print what the rig exposes as one JSON document")
     up.set_defaults(func=run_up, prog=up.prog)
 
+    le = rsub.add_parser("leases", help="who holds which rig, which rigs are quarantined; release a quarantine")
+    le.add_argument("--lab-db", default=None, help="lab database URL (default: $PAYLAB_LAB_DB, else the one of "
+                                                   "the reports folder)")
+    le.add_argument("--reports", type=Path, default=Path("reports"), help="reports folder whose lab database "
+                                                                         "to use (default: reports)")
+    le.add_argument("--release-quarantine", metavar="RIG", help="put RIG back in service")
+    le.add_argument("--json", action="store_true", help="print one JSON document")
+    le.set_defaults(func=run_leases, prog=le.prog)
+
 
 def _inventory(args: argparse.Namespace) -> Any:
     from ..rig.inventory import load_inventory
@@ -179,4 +188,41 @@ def run_up(args: argparse.Namespace) -> int:
     for problem in problems:
         sys.stderr.write(f"{args.prog}: while stopping: {problem}\n")
     print("stopped", file=sys.stderr if args.json else sys.stdout, flush=True)
+    return 0
+
+
+def run_leases(args: argparse.Namespace) -> int:
+    """Leases and quarantine of the lab database the campaigns of ``--reports`` share."""
+    import json
+    import os
+
+    from ..campaign.db import LAB_DB_ENV, open_lab_db
+    from ..campaign.leases import LeaseManager
+
+    url = args.lab_db or os.environ.get(LAB_DB_ENV)
+    lab_dir = None if url else args.reports / ".lab"
+    if lab_dir is not None:
+        lab_dir.mkdir(parents=True, exist_ok=True)
+    engine = open_lab_db(url, lab_dir=lab_dir)
+    try:
+        manager = LeaseManager(engine)
+        released = None
+        if args.release_quarantine:
+            released = manager.release_quarantine(args.release_quarantine)
+        leases = manager.leases()
+        quarantined = manager.quarantined()
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps({"leases": [{"rig": i.rig, "held_by": i.describe()} for i in leases],
+                          "quarantined": {rig: q.describe() for rig, q in quarantined.items()},
+                          "released": released}, indent=2))
+        return 0
+    for info in leases:
+        print(f"lease       {info.describe()}")
+    for rig, record in quarantined.items():
+        print(f"quarantined {rig}: {record.describe()}")
+    if args.release_quarantine:
+        print(f"{args.release_quarantine}: " + ("back in service" if released else "was not quarantined"))
+    print(f"{len(leases)} lease(s), {len(quarantined)} quarantined rig(s)")
     return 0

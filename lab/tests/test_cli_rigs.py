@@ -202,3 +202,26 @@ def test_a_silent_backend_fails_within_the_timeout() -> None:
     assert not verdict.ok
     assert verdict.kind == "backend"
     assert verdict.duration_ms < 3000
+
+
+def test_rigs_leases_lists_holders_and_releases_a_quarantine(tmp_path):
+    from paylab.lab.campaign.db import open_lab_db
+    from paylab.lab.campaign.leases import LeaseManager, OwnerRecord
+
+    (tmp_path / ".lab").mkdir()
+    engine = open_lab_db(None, lab_dir=tmp_path / ".lab")
+    manager = LeaseManager(engine)
+    manager.acquire("bench-1", "nightly-1/runner", 60, OwnerRecord("alice", "lab-2", 4242, "nightly-1"))
+    manager.quarantine("bench-2", "contactless: no reader matches")
+    engine.dispose()
+    shown = paylab("rigs", "leases", "--reports", str(tmp_path))
+    assert shown.returncode == 0, shown.stderr
+    assert "bench-1" in shown.stdout
+    assert "alice@lab-2 pid 4242 for campaign nightly-1" in shown.stdout
+    assert "quarantined bench-2: " in shown.stdout
+    assert "no reader matches" in shown.stdout
+    released = paylab("rigs", "leases", "--reports", str(tmp_path), "--release-quarantine", "bench-2", "--json")
+    data = json.loads(released.stdout)
+    assert data["released"] is True
+    assert data["quarantined"] == {}
+    assert [lease["rig"] for lease in data["leases"]] == ["bench-1"]
