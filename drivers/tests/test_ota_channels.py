@@ -58,6 +58,7 @@ from paylab.lab.protocol.ota.sms import (
     SmsPpDownload,
     build_envelope_command,
     parse_envelope_response,
+    segment_command_packet,
 )
 
 h = bytes.fromhex
@@ -219,6 +220,46 @@ def test_malformed_envelopes_are_refused_without_a_por():
     assert transmit(se, h("80C2010000")).sw == 0x6A86
     not_download = SmsPpDownload(SmsDeliver(Address("1"), h("027000") + bytes(30), pid=0x00))
     assert transmit(se, build_envelope_command(not_download)).sw == 0x6A80
+
+
+def concatenated(keys: OtaKeys, script: bytes, counter: int, reference: int = 1) -> list[bytes]:
+    """The OTA server's long packet as a concatenated SMS: one ENVELOPE per segment."""
+    packet = build_command_packet(spi=SPI_FULL, kic=keys.kic, kid=keys.kid, kic_key=keys.kic_key,
+                                  kid_key=keys.kid_key, tar=TAR_ISD, counter=counter, data=script, udh=False)
+    return [build_envelope_command(SmsPpDownload(SmsDeliver(Address("12345", 0x81), ud), Address("8613800100500")))
+            for ud in segment_command_packet(packet, reference)]
+
+
+def test_concatenated_packet_runs_once_after_its_last_segment_in_any_order():
+    se = uicc()
+    script = build_expanded_commands([INSTALL_SSD, *[GET_CPLC] * 30])
+    first, second, third = concatenated(KEYS_AES, script, 1)
+    assert download(se, third) == b""  # stored: 9000 without a PoR
+    assert download(se, first) == b""
+    assert download(se, first) == b""  # duplicate
+    assert SSD_AID not in {e.aid for e in se.registry}
+    reply = por(se, second, KEYS_AES)
+    responses = parse_expanded_response(reply.data).responses
+    assert (reply.status, len(responses), reply.counter) == (PorStatus.OK, 31, 1)
+    assert all(r.sw == 0x9000 for r in responses)
+    assert SSD_AID in {e.aid for e in se.registry}
+    # a packet missing a segment never runs; once it has timed out a late segment cannot complete it
+    handler = se.system_commands[0xC2]
+    now = [0.0]
+    handler.clock = lambda: now[0]
+    lost = concatenated(KEYS_AES, build_expanded_commands([DELETE_UNKNOWN, *[GET_CPLC] * 40]), 2, reference=2)
+    assert len(lost) == 3
+    assert download(se, lost[0]) == b""
+    assert download(se, lost[1]) == b""
+    now[0] = 1000.0
+    assert download(se, lost[2]) == b""
+    assert handler.segments.pending == 1
+    assert handler.segments.dropped == 1
+    # the counter was never consumed: packet 2 still runs
+    assert por(se, envelope(KEYS_AES, build_expanded_commands([GET_CPLC]), 2), KEYS_AES).counter == 2
+    # a first segment without the command packet identifier is the handset's fault: 6A80
+    bad = SmsDeliver(Address("1"), h("05 0003090201") + bytes(20))
+    assert transmit(se, build_envelope_command(SmsPpDownload(bad))).sw == 0x6A80
 
 
 def test_a_torn_envelope_leaves_counter_and_content_as_before(tmp_path):

@@ -36,6 +36,8 @@ Fields and defaults::
         profiles: [pboc_debit_ecash_sm4, pboc_ecash_only_sm4]
                                # bundled profiles whose cards this issuer issues; their issuer
                                #   master keys (imk_*) are the issuer's keys; each PAN must match a BIN
+        single_limit_fen: {}   # per-transaction limit by account kind, e.g. {debit: 200000, credit: 500000,
+                               #   ecash: 100000} (ecash: loads); absent or 0 = none; over it -> 61
         accounts:              # omitted = one seed per profile PAN as below
           - {pan: "6228488800000010", kind: debit, balance_fen: 1000000, credit_limit_fen: 0,
              daily_limit_fen: 500000}
@@ -55,7 +57,8 @@ Fields and defaults::
       - {tid: PAYLAB03, mid: "898440154110003", tmk: "33333333333333334444444444444444", name: ...}
     institutions:              # callers of the institution APIs (TSMs, MTPS): HMAC TEST keys
       - {name: bank-a, kind: bank, api_key_id: ak-test-bank-a, hmac_key: "<32 bytes hex>"}
-      # bank-b (bank), unionpay (unionpay), operator-cm / operator-cu (operator), mtps (mtps)
+      # bank-b (bank), unionpay (unionpay), operator-cm / operator-cu (operator), mtps (mtps);
+      # kinds: bank | unionpay (SP-TSMs), operator | oem (handset maker) | se-issuer (SEI-TSMs), mtps
 
 Account seeds (``issuers[].accounts[]``): ``kind`` is ``debit`` (a deposit account; ``balance_fen`` is
 the opening balance, ``credit_limit_fen`` an overdraft), ``credit`` (``balance_fen`` must be 0,
@@ -100,9 +103,11 @@ DEFAULT_CONFIG_FILE = Path(__file__).with_name("default_config.yaml")
 """The shipped YAML file that spells out the defaults (equal to ``load_config(None)``)."""
 
 SeedKind = Literal["debit", "credit", "ecash"]
-InstitutionKind = Literal["bank", "unionpay", "operator", "mtps"]
+InstitutionKind = Literal["bank", "unionpay", "operator", "oem", "se-issuer", "mtps"]
 SEED_KINDS: tuple[str, ...] = ("debit", "credit", "ecash")
-INSTITUTION_KINDS: tuple[str, ...] = ("bank", "unionpay", "operator", "mtps")
+INSTITUTION_KINDS: tuple[str, ...] = ("bank", "unionpay", "operator", "oem", "se-issuer", "mtps")
+SE_ISSUER_KINDS: tuple[str, ...] = ("operator", "oem", "se-issuer")
+"""Institutions that run an SEI-TSM: a mobile operator (SIM), a handset maker (eSE), an SE issuer (microSD)."""
 
 MAX_AMOUNT = 10**12 - 1  # field 4 is n12 fen
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
@@ -168,6 +173,12 @@ class IssuerConfig:
     bins: list[str]
     profiles: list[str]
     accounts: list[AccountSeed]
+    single_limit_fen: dict[str, int] = field(default_factory=dict)
+    """Per-transaction limit by account kind (``debit``/``credit``: purchases, ``ecash``: loads); absent = none."""
+
+    def single_limit(self, kind: str) -> int | None:
+        """The single-transaction limit for an account of ``kind`` (fen), or None."""
+        return self.single_limit_fen.get(kind)
 
     def load_profiles(self) -> dict[str, PbocProfile]:
         """The issuer's bundled profiles by name (loaded once per process)."""
@@ -509,7 +520,7 @@ class _Parser(FieldReader):
             seen.add(value)
 
     def issuer(self, raw: Any, name: str) -> IssuerConfig:
-        r = self.mapping(raw, name, {"name", "institution_id", "bins", "profiles", "accounts"})
+        r = self.mapping(raw, name, {"name", "institution_id", "bins", "profiles", "accounts", "single_limit_fen"})
         issuer_name = self.text(r.get("name"), f"{name}.name", pattern=_NAME_RE.pattern,
                                 problem="must be 1-32 characters of a-z, 0-9 and '-'")
         institution_id = self.text(r.get("institution_id"), f"{name}.institution_id", pattern=r"[0-9]{11}",
@@ -545,7 +556,14 @@ class _Parser(FieldReader):
                 what = "e-cash" if seed.kind == "ecash" else "debit or credit"
                 self.fail(f"{name}.accounts[{j}].kind", f"a PAN has at most one {what} account")
             bucket.add(seed.pan)
-        return IssuerConfig(issuer_name, institution_id, bins, [p.name for p in profiles], accounts)
+        limits: dict[str, int] = {}
+        if r.get("single_limit_fen") is not None:
+            raw_limits = self.mapping(r["single_limit_fen"], f"{name}.single_limit_fen", set(SEED_KINDS))
+            for kind, value in raw_limits.items():
+                amount = self.integer(value, f"{name}.single_limit_fen.{kind}")
+                if amount:  # 0 = no limit
+                    limits[kind] = amount
+        return IssuerConfig(issuer_name, institution_id, bins, [p.name for p in profiles], accounts, limits)
 
     def seed(self, raw: Any, name: str, bins: list[str], profiles: list[PbocProfile]) -> AccountSeed:
         r = self.mapping(raw, name, {"pan", "kind", "balance_fen", "credit_limit_fen", "daily_limit_fen"})

@@ -28,12 +28,14 @@ Messages (CUPS switch dialect, domain brief section 5; framing and plumbing :mod
 4. ATC replay: ATC <= the highest ATC seen online for the card (``cards.last_atc``) -> **05** with
    field 44 ``ATC REPLAY`` and no ARPC. A verified ATC becomes the new ``last_atc`` whatever the outcome;
 5. expiry (card file ``YYMMDD`` or the presented field 14 ``YYMM``) -> **54**;
-6. card status: ``lost`` -> **41**, ``stolen`` -> **43** (if the card table allows that status),
+6. card status: ``lost`` -> **41**, ``stolen`` -> **43** ("stolen card, pick up"),
    ``blocked`` -> **05**; all three send an APPLICATION BLOCK script (below);
 7. amount: 9F02 differs from field 4 -> **13**; a card without an account of the right kind (online
    purchase or load on a pure e-cash card) -> **40**;
-8. limits: :attr:`IssuerHost.single_limit_fen` (per transaction, off by default: the configuration has
-   none) or the card's daily limit (``cards.daily_limit``, the day's approved purchases and loads) ->
+8. limits: the single-transaction limit (:attr:`IssuerHost.single_limit_fen` for every card, else
+   the configuration's ``single_limit_fen`` for the kind of account the amount moves: the card's
+   ``debit``/``credit`` account for a purchase, ``ecash`` for a load; none by default) or the card's
+   daily limit (``cards.daily_limit``, the day's approved purchases and loads) ->
    **61**; a load whose new e-cash balance would exceed the card's balance limit 9F77 -> **61**;
 9. funds: the ledger refuses the entry (:class:`~.ledger.InsufficientFunds`) -> **51**.
 
@@ -182,6 +184,7 @@ class IssuerHost:
         self.role = f"issuer:{issuer.name}"
         self.settlement_account = issuer_account(issuer.name, "settlement")
         self.single_limit_fen = single_limit_fen
+        self._seed_kinds = {seed.pan: seed.kind for seed in issuer.accounts if seed.kind != "ecash"}
         self.stall_s = 0.0
         self.reply_delay_s = 0.0
         self.received: deque[tuple[str, str, str]] = deque(maxlen=1000)
@@ -420,7 +423,10 @@ class IssuerHost:
             return _Outcome("00", balance=self.ctx.ledger.spendable(account, s))
         if account is None:
             raise _Declined("40", "NO ACCOUNT")
-        if self.single_limit_fen is not None and amount > self.single_limit_fen:
+        limit = self.single_limit_fen
+        if limit is None:
+            limit = self.issuer.single_limit("ecash" if txn == LOAD else self._seed_kinds.get(card.pan, ""))
+        if limit is not None and amount > limit:
             raise _Declined("61", "SINGLE LIMIT")
         used = state.day_total if state.day == str(day) else 0
         if card.daily_limit is not None and used + amount > card.daily_limit:

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 ACCOUNT_KINDS: tuple[str, ...] = ("asset", "liability", "equity", "income", "expense")
-CARD_STATUSES: tuple[str, ...] = ("active", "blocked", "lost")
+CARD_STATUSES: tuple[str, ...] = ("active", "blocked", "lost", "stolen")
 AUTH_STATUSES: tuple[str, ...] = ("approved", "declined", "reversed")
 
 AutoId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only

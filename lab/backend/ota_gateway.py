@@ -13,13 +13,18 @@ last one", SPI ``16 39`` by default: PoR always, ciphered and checksummed).
   next value. The UICC keeps one per (target SD, KID key set); TARs map one to one to SDs here, so
   both sides count the same packets. Counters taken for packets that are never delivered leave
   gaps, which mode "higher" accepts.
-* **No concatenation**: a long script would travel as a concatenated SMS, but the emulated UICC
-  refuses concatenated SMS (``drivers/se/ota/sms_pp.py``) and, like RAM, runs each packet on a fresh
-  card session. So scripts are split into several single-SMS packets, each with its own counter,
-  and the caller groups commands in *units* that must share a card session (e.g. INSTALL [for
-  personalization] with its STORE DATA, INSTALL [for load] with its LOAD blocks): a unit is never
-  split across packets, and one that does not fit one SMS is refused (:class:`OtaGatewayError`).
-  The largest script one SMS carries is :meth:`OtaGateway.max_script_bytes` (98 bytes with AES keys).
+* **Concatenation**: the UICC runs each packet on a fresh card session, so the caller groups commands
+  in *units* that must share one (e.g. INSTALL [for personalization] with its STORE DATA, INSTALL
+  [for load] with its LOAD blocks): a unit is never split across packets. Units are packed greedily
+  into packets that fit one SMS (:meth:`OtaGateway.max_script_bytes`, 98 bytes of script with AES
+  keys); a unit longer than that gets a packet of its own sent as a **concatenated SMS** (3GPP TS
+  31.115 clause 4, TS 23.040 clause 9.2.3.24.1: UDH IE 00 with an 8-bit reference, the low byte of
+  the packet's counter, and IE 70 in the first segment), each segment in its own ENVELOPE; the
+  UICC answers 9000 to all but the last, whose answer carries the PoR. At most ``max_segments``
+  SMS per packet (default :data:`MAX_SEGMENTS`; ``max_script_bytes(keys, segments=...)`` is the
+  matching script size); a longer unit is refused (:class:`OtaGatewayError`).
+  :meth:`OtaGateway.send_ram_packets` returns the packets with their segments,
+  :meth:`OtaGateway.send_ram_script` the flat list of ENVELOPEs (single-SMS packets: one each).
 
 **HTTP remote administration** (GP Amendment B, the server side of
 ``drivers/se/ota/http_admin.py``): TSMs queue scripts per agent (:meth:`OtaGateway.queue_script`,
@@ -29,7 +34,16 @@ last one", SPI ``16 39`` by default: PoR always, ciphered and checksummed).
 expanded ``AA`` script, ``X-Admin-Targeted-Application: //aid/<RID>/<PIX>``, ``X-Admin-Next-URI:
 /ota/admin/{agent}/{ticket}``); it posts the R-APDUs (``AB``) to the next URI with
 ``X-Admin-Script-Status`` and gets the next script, or ``204`` when the queue is empty. Results are
-kept per ticket (:meth:`OtaGateway.admin_result`). The scripts are protected end to end by the TSM
+kept per ticket (:meth:`OtaGateway.admin_result`).
+
+**Agent authentication** (:mod:`paylab.lab.protocol.ota.admin_auth`, paylab's stand-in for SCP81's
+TLS-PSK): every admin request carries ``X-Admin-Authorization`` with an HMAC-SHA256 over the request
+under the SE's PSK; the path's agent must match ``X-Admin-From`` (``//se-id/<agent>``). A PSK is the
+one :meth:`OtaGateway.register_agent` set, else the one diversified from ``admin_master_key`` (the
+TEST master key by default; ``None``: registered agents only). Refusals are ``401`` with a JSON
+error naming the header: unknown agent, missing/malformed header, bad MAC, timestamp more than
+``admin_window_s`` (default 900 s) from the gateway's clock, or a nonce already used in that window.
+The scripts are protected end to end by the TSM
 (SCP03 with the security domain); the gateway only transports them. Queues live in memory: a
 script is bound to a live TSM operation, so a restart loses nothing worth keeping.
 """
@@ -58,6 +72,7 @@ from ..protocol.ota import (
     PorRequest,
     RApdu,
     Spi,
+    admin_auth,
     build_command_packet,
     build_expanded_commands,
     key_index,
@@ -65,13 +80,14 @@ from ..protocol.ota import (
     parse_response_packet,
 )
 from ..protocol.ota.sms import (
-    MAX_USER_DATA,
     Address,
     SmsDeliver,
     SmsPpDownload,
     build_envelope_command,
+    max_concatenated_packet,
     parse_envelope_response,
     scts_from_datetime,
+    segment_command_packet,
 )
 from .context import BackendContext
 from .db import Base
@@ -81,12 +97,14 @@ __all__ = [
     "CONTENT_TYPE_RESPONSE",
     "CONTENT_TYPE_SCRIPT",
     "DEFAULT_SPI",
+    "MAX_SEGMENTS",
     "PROTOCOL",
     "AdminResult",
     "OtaCounter",
     "OtaGateway",
     "OtaGatewayError",
     "PorResult",
+    "SmsPacket",
     "aid_uri",
 ]
 
@@ -97,6 +115,7 @@ DEFAULT_SPI = Spi(counter=CounterMode.HIGHER, ciphering=True, checksum=Checksum.
 """SPI ``16 39``: counter higher, ciphered, CC; PoR always, ciphered, CC (TS 102 225 clause 5.1.1)."""
 SMSC = Address("8613800100500")          #: the SMSC address in the ENVELOPE (TS 31.111 7.1.1.2)
 OTA_ORIGINATOR = Address("10658", 0x81)  #: TP-OA of the OTA platform's short code [M]
+MAX_SEGMENTS = 8  #: SMS per concatenated command packet the gateway sends at most [M]
 
 # GP Amendment B header values, the same as the card side (drivers/se/ota/http_admin.py).
 PROTOCOL = "globalplatform-remote-admin/1.0"
@@ -134,8 +153,21 @@ class PorResult:
 
 
 @dataclass(frozen=True)
+class SmsPacket:
+    """One SCP80 command packet as the handset receives it: its counter and one ENVELOPE per SMS
+    (one for a single SMS; the segments of a concatenated SMS in order, the PoR answers the last)."""
+
+    counter: int
+    envelopes: tuple[bytes, ...]
+
+    @property
+    def concatenated(self) -> bool:
+        return len(self.envelopes) > 1
+
+
+@dataclass(frozen=True)
 class _SentPacket:
-    envelope: bytes
+    envelopes: tuple[bytes, ...]
     tar: bytes
     counter: int
     keys: OtaKeys
@@ -169,22 +201,34 @@ def aid_uri(aid: bytes) -> str:
     return f"//aid/{aid[:5].hex().upper()}/{aid[5:].hex().upper()}"
 
 
-@lru_cache(maxsize=32)
-def _max_script_bytes(kic: int, kid: int, key_length: int, spi: bytes) -> int:
-    """The longest secured data that keeps the SMS user data (UDH + packet) within 140 octets."""
-    for size in range(MAX_USER_DATA, 0, -1):
+@lru_cache(maxsize=64)
+def _max_script_bytes(kic: int, kid: int, key_length: int, spi: bytes, segments: int = 1) -> int:
+    """The longest secured data whose command packet ``segments`` SMS carry (UDH included)."""
+    room = max_concatenated_packet(segments)
+    overhead = len(build_command_packet(spi=spi, kic=kic, kid=kid, kic_key=bytes(key_length),
+                                        kid_key=bytes(key_length), tar=bytes(3), counter=1, data=b"", udh=False))
+    for size in range(room - overhead + 16, 0, -1):  # + a cipher block of padding slack
         packet = build_command_packet(spi=spi, kic=kic, kid=kid, kic_key=bytes(key_length), kid_key=bytes(key_length),
-                                      tar=bytes(3), counter=1, data=bytes(size))
-        if len(packet) <= MAX_USER_DATA:
+                                      tar=bytes(3), counter=1, data=bytes(size), udh=False)
+        if len(packet) <= room:
             return size
-    raise OtaGatewayError("no script fits one SMS with these keys")
+    raise OtaGatewayError(f"no script fits {segments} SMS with these keys")
 
 
 class OtaGateway:
     """The SMSC simulation and the remote administration server (module docstring)."""
 
-    def __init__(self, ctx: BackendContext) -> None:
+    def __init__(self, ctx: BackendContext, *, max_segments: int = MAX_SEGMENTS,
+                 admin_master_key: bytes | None = admin_auth.TEST_ADMIN_MASTER_KEY,
+                 admin_window_s: float = 900.0) -> None:
+        if not 1 <= max_segments <= 0xFF:
+            raise ValueError("max_segments must be 1..255")
         self.ctx = ctx
+        self.max_segments = max_segments
+        self.admin_master_key = admin_master_key
+        self.admin_window_s = admin_window_s
+        self._agent_psks: dict[str, bytes] = {}
+        self._nonces: dict[tuple[str, bytes], float] = {}
         self._lock = threading.Lock()
         self._outstanding: dict[str, deque[_SentPacket]] = {}
         self._jobs: dict[int, _AdminJob] = {}
@@ -192,25 +236,41 @@ class OtaGateway:
 
     # -- SMS-PP ---------------------------------------------------------------------------------
     @staticmethod
-    def max_script_bytes(keys: OtaKeys, spi: Spi = DEFAULT_SPI) -> int:
-        """The longest RAM script (expanded format, with its ``AA`` header) one SMS carries."""
-        return _max_script_bytes(keys.kic, keys.kid, len(keys.kic_key), spi.encode())
+    def max_script_bytes(keys: OtaKeys, spi: Spi = DEFAULT_SPI, *, segments: int = 1) -> int:
+        """The longest RAM script (expanded format, with its ``AA`` header) ``segments`` SMS carry
+        (default one: the single-SMS size; a route passes ``segments=gateway.max_segments``)."""
+        return _max_script_bytes(keys.kic, keys.kid, len(keys.kic_key), spi.encode(), segments)
 
     def send_ram_script(self, se_id: str, tar: bytes, units: Sequence[bytes | Sequence[bytes]], keys: OtaKeys,
                         spi: Spi = DEFAULT_SPI) -> list[bytes]:
+        """:meth:`send_ram_packets` as one flat list of ENVELOPE C-APDUs, in delivery order."""
+        return [envelope for packet in self.send_ram_packets(se_id, tar, units, keys, spi)
+                for envelope in packet.envelopes]
+
+    def send_ram_packets(self, se_id: str, tar: bytes, units: Sequence[bytes | Sequence[bytes]], keys: OtaKeys,
+                         spi: Spi = DEFAULT_SPI) -> list[SmsPacket]:
         """SCP80 packets for ``units`` (each a C-APDU, or a sequence of C-APDUs that must run in one card
-        session), packed greedily into single-SMS packets, as ENVELOPE C-APDUs for the handset.
-        Takes one counter per packet. :class:`OtaGatewayError` if a unit does not fit one SMS."""
-        limit = self.max_script_bytes(keys, spi)
+        session): units packed greedily into single-SMS packets, a longer unit alone in a concatenated
+        one (module docstring). Takes one counter per packet. :class:`OtaGatewayError` if a unit does not
+        fit ``max_segments`` SMS (nothing is sent then)."""
+        single = self.max_script_bytes(keys, spi)
+        limit = self.max_script_bytes(keys, spi, segments=self.max_segments)
         scripts: list[list[bytes]] = []
         current: list[bytes] = []
         for unit in units:
             apdus = [bytes(unit)] if isinstance(unit, bytes | bytearray) else [bytes(a) for a in unit]
-            if len(build_expanded_commands(apdus)) > limit:
+            size = len(build_expanded_commands(apdus))
+            if size > limit:
                 raise OtaGatewayError(
-                    f"a unit of {len(apdus)} C-APDU(s), {sum(map(len, apdus))} bytes, does not fit one SMS "
-                    f"({limit} bytes of script); the UICC keeps no session across packets")
-            if current and len(build_expanded_commands([*current, *apdus])) > limit:
+                    f"a unit of {len(apdus)} C-APDU(s), {sum(map(len, apdus))} bytes, does not fit one OTA packet "
+                    f"of {self.max_segments} SMS ({limit} bytes of script); the UICC keeps no session across packets")
+            if size > single:  # a concatenated packet of its own
+                if current:
+                    scripts.append(current)
+                    current = []
+                scripts.append(apdus)
+                continue
+            if current and len(build_expanded_commands([*current, *apdus])) > single:
                 scripts.append(current)
                 current = []
             current += apdus
@@ -224,18 +284,22 @@ class OtaGateway:
             counter = first + offset
             packet = build_command_packet(spi=spi, kic=keys.kic, kid=keys.kid, kic_key=keys.kic_key,
                                           kid_key=keys.kid_key, tar=tar, counter=counter,
-                                          data=build_expanded_commands(apdus))
-            envelope = build_envelope_command(SmsPpDownload(SmsDeliver(OTA_ORIGINATOR, packet, scts=scts), SMSC))
-            packets.append(_SentPacket(envelope, bytes(tar), counter, keys, spi, tuple(apdus)))
+                                          data=build_expanded_commands(apdus), udh=False)
+            envelopes = tuple(build_envelope_command(SmsPpDownload(SmsDeliver(OTA_ORIGINATOR, user_data, scts=scts),
+                                                                   SMSC))
+                              for user_data in segment_command_packet(packet, counter & 0xFF))
+            packets.append(_SentPacket(envelopes, bytes(tar), counter, keys, spi, tuple(apdus)))
         with self._lock:
             self._outstanding.setdefault(se_id, deque()).extend(packets)
-        log.info("SMS-PP to %s TAR %s: %d packet(s), counters %d..%d", se_id, tar.hex().upper(), len(packets),
-                 first, first + len(packets) - 1)
-        return [p.envelope for p in packets]
+        log.info("SMS-PP to %s TAR %s: %d packet(s) in %d SMS, counters %d..%d", se_id, tar.hex().upper(),
+                 len(packets), sum(len(p.envelopes) for p in packets), first, first + len(packets) - 1)
+        return [SmsPacket(p.counter, p.envelopes) for p in packets]
 
     def collect_por(self, se_id: str, response: bytes, *, envelope: bytes | None = None) -> PorResult:
-        """Verify the UICC's answer to an ENVELOPE (the oldest outstanding one of ``se_id``, or
-        ``envelope``; older ones are dropped): SW, PoR checksum, deciphering, expanded response."""
+        """Verify the UICC's answer to an ENVELOPE (the oldest outstanding packet of ``se_id``, or the
+        one ``envelope`` belongs to; older ones are dropped): SW, PoR checksum, deciphering, expanded
+        response. For a concatenated packet, ``response`` is the answer to its last segment (the
+        others are answered 9000 without data: :meth:`check_segment_answer`)."""
         packet = self._pop(se_id, envelope)
         answer = parse_envelope_response(response)
         if not answer.ok:
@@ -257,6 +321,13 @@ class OtaGateway:
             raise OtaGatewayError(f"{se_id} could not parse the script of counter {packet.counter}")
         return PorResult(por.status, por.counter, script.responses)
 
+    @staticmethod
+    def check_segment_answer(se_id: str, response: bytes) -> None:
+        """The UICC's answer to a non-final segment of a concatenated packet must be 9000 (or 91xx)."""
+        answer = parse_envelope_response(response)
+        if not answer.ok:
+            raise OtaGatewayError(f"ENVELOPE segment to {se_id} answered {answer.sw:04X}")
+
     def discard(self, se_id: str) -> int:
         """Forget the packets of ``se_id`` that will not be delivered; returns how many."""
         with self._lock:
@@ -268,7 +339,7 @@ class OtaGateway:
             queue = self._outstanding.get(se_id)
             while queue:
                 packet = queue.popleft()
-                if envelope is None or packet.envelope == envelope:
+                if envelope is None or envelope in packet.envelopes:
                     return packet
         raise OtaGatewayError(f"no outstanding SMS for {se_id}")
 
@@ -309,6 +380,54 @@ class OtaGateway:
         with self._lock:
             self._jobs.pop(ticket, None)
 
+    def register_agent(self, agent: str, psk: bytes) -> None:
+        """Set the PSK of the admin agent of SE ``agent`` (overrides the diversified one)."""
+        if len(psk) < 16:
+            raise ValueError("an admin PSK is at least 16 bytes")
+        with self._lock:
+            self._agent_psks[agent] = bytes(psk)
+
+    def agent_psk(self, agent: str) -> bytes | None:
+        """The PSK the gateway expects from SE ``agent``'s admin agent, or None (unknown agent)."""
+        with self._lock:
+            psk = self._agent_psks.get(agent)
+        if psk is None and self.admin_master_key is not None:
+            psk = admin_auth.derive_psk(self.admin_master_key, agent)
+        return psk
+
+    def _authenticate(self, agent: str, request: Request, body: bytes) -> str | None:
+        """None when the request is the agent's (module docstring), else why not."""
+        agent_id = request.headers.get("X-Admin-From", "")
+        try:
+            if admin_auth.se_id_of(agent_id) != agent:
+                return f"X-Admin-From {agent_id!r} is not the agent of {agent}"
+        except admin_auth.AdminAuthError:
+            return f"X-Admin-From {agent_id[:80]!r} is not an agent id (//se-id/<SE id>)"
+        psk = self.agent_psk(agent)
+        if psk is None:
+            return f"unknown agent {agent}"
+        value = request.headers.get(admin_auth.HEADER)
+        if value is None:
+            return f"missing {admin_auth.HEADER}"
+        try:
+            auth = admin_auth.AdminAuth.decode(value)
+        except admin_auth.AdminAuthError as exc:
+            return f"{exc.message}; expected {exc.expected}"
+        if not admin_auth.verify(psk, auth, path=request.url.path, agent_id=agent_id,
+                                 script_status=request.headers.get("X-Admin-Script-Status", ""), body=body):
+            return "the request MAC does not verify"
+        now = self.ctx.clock()
+        if abs(now - auth.timestamp) > self.admin_window_s:
+            return f"timestamp {auth.timestamp} is more than {self.admin_window_s:g} s from the server's time"
+        with self._lock:
+            for key, seen in list(self._nonces.items()):
+                if now - seen > 2 * self.admin_window_s:
+                    del self._nonces[key]
+            if (agent, auth.nonce) in self._nonces:
+                return "replayed nonce"
+            self._nonces[(agent, auth.nonce)] = now
+        return None
+
     def admin_router(self) -> APIRouter:
         """``POST /ota/admin/{agent}`` (session start) and ``POST /ota/admin/{agent}/{ticket}`` (R-APDUs)."""
         router = APIRouter(tags=["ota"])
@@ -328,6 +447,11 @@ class OtaGateway:
             return JSONResponse({"error": "not a remote administration request",
                                  "expected": f"X-Admin-Protocol: {PROTOCOL}"}, status_code=400)
         body = await request.body()
+        refused = self._authenticate(agent, request, body)
+        if refused is not None:
+            log.warning("admin request for %s refused: %s", agent, refused)
+            return JSONResponse({"error": f"agent authentication failed: {refused}", "field": admin_auth.HEADER},
+                                status_code=401, headers={"WWW-Authenticate": admin_auth.SCHEME})
         if ticket is not None:
             problem = self._record_answer(agent, ticket, body, request.headers.get("X-Admin-Script-Status", "ok"))
             if problem:

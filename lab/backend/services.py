@@ -138,9 +138,23 @@ class RunningIsoServices:
         self.stop()
 
 
-def run_in_thread(ctx: BackendContext, *, start_timeout: float = 30.0) -> RunningIsoServices:
-    """Start :class:`IsoServices` in a new event loop on a daemon thread; returns once they listen."""
-    loop = asyncio.new_event_loop()
+def new_event_loop(*, fast: bool = False) -> asyncio.AbstractEventLoop:
+    """A new event loop: with ``fast``, uvloop's (libuv) when the optional ``uvloop`` package is
+    installed, else (and by default) the standard one."""
+    if fast:
+        try:
+            import uvloop
+        except ImportError:
+            log.info("uvloop is not installed: the standard asyncio event loop is used")
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run_in_thread(ctx: BackendContext, *, start_timeout: float = 30.0, fast_loop: bool = False) -> RunningIsoServices:
+    """Start :class:`IsoServices` in a new event loop on a daemon thread; returns once they listen.
+    ``fast_loop`` runs them on uvloop when it is installed (:func:`new_event_loop`)."""
+    loop = new_event_loop(fast=fast_loop)
     services = IsoServices(ctx)
     ready: concurrent.futures.Future[dict[str, tuple[str, int]]] = concurrent.futures.Future()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import itertools
 import socket
 import time
@@ -414,6 +415,35 @@ def test_lost_card_41_with_application_block_script_then_unblock(backend, pos):
     assert response.response_code == "00"
     assert tlv.find(icc_of(response)[0x72].children, 0x86).value[:5] == h("8418000004")
     assert 0x72 not in icc_of(purchase(pos, pan, 300))
+
+
+def test_stolen_card_43_with_application_block_script(backend, pos):
+    ctx, _ = backend
+    pan = SPARE[3]
+    set_card(ctx, pan, status="stolen")
+    try:
+        response = purchase(pos, pan, 300)
+        assert response.response_code == "43"  # stolen card, pick up (brief section 5)
+        assert tlv.find(icc_of(response)[0x72].children, 0x86).value[:5] == h("841E000004")
+    finally:
+        set_card(ctx, pan, status="active")
+    assert purchase(pos, pan, 300).response_code == "00"
+
+
+def test_single_transaction_limit_per_account_kind_61(backend, pos):
+    _, running = backend
+    host = running.services.issuers["bank-a"]
+    original = host.issuer
+    pan = SPARE[3]
+    host.issuer = dataclasses.replace(original, single_limit_fen={"debit": 250, "credit": 100})
+    try:
+        over = purchase(pos, pan, 300)
+        assert (over.response_code, over.fields.get(44)) == ("61", "SINGLE LIMIT")
+        assert purchase(pos, pan, 250).response_code == "00"
+        host.issuer = dataclasses.replace(original, single_limit_fen={"credit": 100})  # not this card's kind
+        assert purchase(pos, pan, 300).response_code == "00"
+    finally:
+        host.issuer = original
 
 
 def test_unknown_bin_15(backend, pos):

@@ -164,6 +164,12 @@ def test_overrides_and_file(tmp_path):
     assert len(cfg.terminals) == 3  # not in the file: default
     # accounts omitted: one seed set per profile PAN
     assert [(s.kind, s.balance_fen) for s in cfg.issuers[0].accounts] == [("debit", 1_000_000), ("ecash", 38787)]
+    assert cfg.issuers[0].single_limit("debit") is None  # no single-transaction limit by default
+    issuers = [{"name": "bank-a", "institution_id": "01028480001", "bins": ["622848"],
+                "single_limit_fen": {"debit": 200_000, "credit": 0, "ecash": 50_000}}]
+    limited = load_config(overrides={"state_dir": tmp_path, "issuers": issuers}).issuers[0]
+    assert (limited.single_limit("debit"), limited.single_limit("credit"), limited.single_limit("ecash")) == (
+        200_000, None, 50_000)
 
 
 BAD_CONFIGS = [
@@ -194,6 +200,9 @@ BAD_CONFIGS = [
     ({"issuers": [{"name": "bank-a", "institution_id": "01028480001", "bins": ["622848"],
                    "accounts": [{"pan": DEBIT_PAN, "kind": "debit", "balance_fen": -1}]}]},
      "config field 'issuers[0].accounts[0].balance_fen': -1 is outside"),
+    ({"issuers": [{"name": "bank-a", "institution_id": "01028480001", "bins": ["622848"],
+                   "single_limit_fen": {"savings": 1}}]},
+     "config field 'issuers[0].single_limit_fen.savings': unknown field"),
     ({"terminals": [{"tid": "SHORT", "mid": "898440154110001", "tmk": "00" * 16}]},
      "config field 'terminals[0].tid': must be 8 printable characters (ans8)"),
     ({"terminals": [{"tid": "PAYLAB01", "mid": "898440154110001", "tmk": "00" * 8}]},
@@ -202,7 +211,7 @@ BAD_CONFIGS = [
                     {"tid": "PAYLAB01", "mid": "898440154110002", "tmk": "00" * 16}]},
      "config field 'terminals[1].tid': duplicate tid 'PAYLAB01'"),
     ({"institutions": [{"name": "x", "kind": "telco", "api_key_id": "k", "hmac_key": "00" * 32}]},
-     "config field 'institutions[0].kind': must be one of bank, unionpay, operator, mtps"),
+     "config field 'institutions[0].kind': must be one of bank, unionpay, operator, oem, se-issuer, mtps"),
     ({"institutions": [{"name": "x", "kind": "bank", "api_key_id": "k", "hmac_key": "xyz"}]},
      "config field 'institutions[0].hmac_key': not an even number of hex digits"),
 ]

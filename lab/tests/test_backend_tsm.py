@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient  # backed by httpx2 (test extra), so n
 
 from paylab.drivers.se.applets.pboc import PACKAGE_AID
 from paylab.drivers.se.gp.content import OS_SD_LOAD_FILE_AID
-from paylab.lab.backend.config import load_config
+from paylab.lab.backend.config import DEFAULTS, load_config
 from paylab.lab.backend.context import BackendContext
 from paylab.lab.backend.http_app import create_app
 from paylab.lab.backend.inst_auth import HEADER_TIMESTAMP, InstitutionApiError, sign_request
@@ -47,7 +47,7 @@ from paylab.lab.protocol.apdu import CommandApdu, ResponseApdu, transmit_with_ch
 from paylab.lab.protocol.crypto import emv
 from paylab.lab.protocol.errors import PaylabError
 from paylab.lab.protocol.gp import StaticKeys
-from paylab.lab.protocol.ota import build_expanded_commands
+from paylab.lab.protocol.ota import admin_auth, build_expanded_commands
 from paylab.lab.protocol.ota.ram import TAR_ISD
 
 h = bytes.fromhex
@@ -178,6 +178,15 @@ def record_first_keys(lab: Lab, monkeypatch) -> dict[str, StaticKeys]:
 def test_each_mode_issues_a_pboc_card_onto_each_form_factor(lab, monkeypatch, mode, form_factor):
     handset = phone(lab, form_factor)
     first_keys = record_first_keys(lab, monkeypatch)
+    segments: list[int] = []
+    send = lab.network.gateway.send_ram_packets
+
+    def recording_send(*args, **kwargs):
+        packets = send(*args, **kwargs)
+        segments.extend(len(p.envelopes) for p in packets)
+        return packets
+
+    monkeypatch.setattr(lab.network.gateway, "send_ram_packets", recording_send)
     issuer, profile = DEBIT
     issuance = issue_card(lab.network, mode, "se-0001", issuer=issuer, profile=profile)
 
@@ -188,8 +197,10 @@ def test_each_mode_issues_a_pboc_card_onto_each_form_factor(lab, monkeypatch, mo
 
     # the OTA route the form factor implies
     if form_factor == "sim":
-        assert handset.sms_delivered > 0
+        assert handset.sms_delivered == sum(segments) > 0
         assert handset.admin_sessions == 0
+        # INSTALL [for personalization] + STORE DATA units longer than one SMS went concatenated
+        assert max(segments) > 1
     else:
         assert handset.sms_delivered == 0
         assert handset.admin_sessions > 0
@@ -407,11 +418,49 @@ def test_sms_pp_splits_scripts_into_single_sms_packets_with_their_own_counters(l
     assert fresh.collect_por("se-0001", handset.deliver_sms(next_envelope)).counter == 3
     fresh.send_ram_script("se-0001", TAR_ISD, [get_cplc], keys)
     assert fresh.collect_por("se-0001", handset.deliver_sms(envelopes[0])).status == 0x02
-    # a unit longer than one SMS can carry is refused before anything is sent
-    with pytest.raises(OtaGatewayError, match="does not fit one SMS"):
-        gateway.send_ram_script("se-0001", TAR_ISD, [[get_cplc] * 20], keys)
+    # a unit longer than the largest concatenated packet is refused before anything is sent
+    assert gateway.discard("se-0001") == 0
+    with pytest.raises(OtaGatewayError, match="does not fit one OTA packet"):
+        gateway.send_ram_script("se-0001", TAR_ISD, [[get_cplc] * 200], keys)
     with pytest.raises(OtaGatewayError, match="no outstanding SMS"):
         gateway.collect_por("se-0001", h("9000"))
+
+
+def test_sms_pp_sends_a_long_unit_as_a_concatenated_sms_the_uicc_reassembles(lab):
+    handset = phone(lab, "sim")
+    gateway = lab.network.gateway
+    keys = lab.network.sei[OPERATOR].keys.ota("se-0001/ota/isd")
+    get_cplc = h("80CA9F7F00")
+    assert OtaGateway.max_script_bytes(keys, segments=2) > OtaGateway.max_script_bytes(keys)
+    # a short unit, then 20 GET DATA that must share a card session (more than one SMS), then a short one
+    packets = gateway.send_ram_packets("se-0001", TAR_ISD, [get_cplc, [get_cplc] * 20, get_cplc], keys)
+    assert [len(p.envelopes) for p in packets] == [1, 2, 1]
+    assert [p.counter for p in packets] == [1, 2, 3]
+    deliveries = [(packet, handset.deliver_sms(e)) for packet in packets for e in packet.envelopes]
+    assert deliveries[1][1] == h("9000")  # first segment: stored, no PoR yet
+    pors = [gateway.collect_por("se-0001", answer, envelope=packet.envelopes[-1])
+            for packet, answer in deliveries if answer != h("9000")]
+    assert [(p.counter, len(p.responses)) for p in pors] == [(1, 1), (2, 20), (3, 1)]
+    assert all(r.sw == 0x9000 for p in pors for r in p.responses)
+    # out of order and duplicated segments still make one packet, run once
+    (packet,) = gateway.send_ram_packets("se-0001", TAR_ISD, [[get_cplc] * 20], keys)
+    first, second = packet.envelopes
+    assert handset.deliver_sms(second) == h("9000")
+    assert handset.deliver_sms(second) == h("9000")
+    por = gateway.collect_por("se-0001", handset.deliver_sms(first), envelope=first)
+    assert (por.ok, por.counter, len(por.responses)) == (True, 4, 20)
+    # a missing segment: nothing runs (the next packet's counter 6 is accepted, so 5 never ran)
+    (lost,) = gateway.send_ram_packets("se-0001", TAR_ISD, [[get_cplc] * 20], keys)
+    assert handset.deliver_sms(lost.envelopes[0]) == h("9000")
+    gateway.discard("se-0001")
+    (alone,) = gateway.send_ram_script("se-0001", TAR_ISD, [get_cplc], keys)
+    assert gateway.collect_por("se-0001", handset.deliver_sms(alone)).counter == 6
+    # the late second segment cannot complete it: the first was garbage collected after the timeout
+    handler = handset.se.system_commands[0xC2]
+    assert handler.segments.pending == 1
+    handler.clock = lambda: 1e12
+    assert handset.deliver_sms(lost.envelopes[1]) == h("9000")
+    assert handler.segments.pending == 1  # only the late segment, waiting for its own timeout
 
 
 def test_sms_pp_with_wrong_keys_gets_an_error_por(lab):
@@ -423,21 +472,32 @@ def test_sms_pp_with_wrong_keys_gets_an_error_por(lab):
     assert por.status in (0x01, 0x05, 0x06)
 
 
+def signed(lab, path: str, headers: dict[str, str], body: bytes = b"", *, psk: bytes | None = None,
+           nonce: bytes | None = None, timestamp: float | None = None) -> dict[str, str]:
+    """``headers`` with the agent's X-Admin-Authorization (the PSK diversified from the TEST master key)."""
+    key = psk if psk is not None else admin_auth.derive_psk(admin_auth.TEST_ADMIN_MASTER_KEY, "se-0001")
+    return admin_auth.sign_request(key, uri=path, headers=headers, body=body,
+                                   timestamp=int(lab.clock() if timestamp is None else timestamp),
+                                   nonce=nonce or random.randbytes(16))
+
+
 def test_http_admin_endpoint_serves_queued_scripts_and_collects_the_answers(lab):
     handset = phone(lab, "ese")
     gateway = lab.network.gateway
     admin = {"X-Admin-Protocol": PROTOCOL, "X-Admin-From": "//se-id/se-0001"}
-    assert lab.client.post("/ota/admin/se-0001", headers={"X-Admin-From": "x"}).status_code == 400
-    assert lab.client.post("/ota/admin/se-0001", headers=admin).status_code == 204  # nothing queued
+    start = "/ota/admin/se-0001"
+    assert lab.client.post(start, headers={"X-Admin-From": "x"}).status_code == 400
+    assert lab.client.post(start, headers=signed(lab, start, admin)).status_code == 204  # nothing queued
     isd = handset.se.registry.isd().aid
     ticket = gateway.queue_script("se-0001", [h("80CA9F7F00")], target=isd)
-    served = lab.client.post("/ota/admin/se-0001", headers=admin)
+    served = lab.client.post(start, headers=signed(lab, start, admin))
     assert served.status_code == 200
     assert served.headers["content-type"] == CONTENT_TYPE_SCRIPT
     assert served.headers["X-Admin-Targeted-Application"] == aid_uri(isd)
     assert served.headers["X-Admin-Next-URI"] == f"/ota/admin/se-0001/{ticket}"
     assert served.content == build_expanded_commands([h("80CA9F7F00")])
-    wrong = lab.client.post(f"/ota/admin/se-0001/{ticket + 1}", headers=admin, content=b"")
+    wrong_path = f"/ota/admin/se-0001/{ticket + 1}"
+    wrong = lab.client.post(wrong_path, headers=signed(lab, wrong_path, admin), content=b"")
     assert wrong.status_code == 409
     with pytest.raises(OtaGatewayError):
         gateway.admin_result(ticket)
@@ -448,6 +508,44 @@ def test_http_admin_endpoint_serves_queued_scripts_and_collects_the_answers(lab)
     result = gateway.admin_result(ticket)
     assert (result.status, [r.sw for r in result.responses]) == ("ok", [0x9000, 0x9000])
     assert result.responses[0].data == tlv.tlv(0x9F7F, handset.se.card_state()["cplc"])
+
+
+def test_http_admin_refuses_unauthenticated_foreign_and_replayed_agents(lab):
+    handset = phone(lab, "ese")
+    gateway = lab.network.gateway
+    admin = {"X-Admin-Protocol": PROTOCOL, "X-Admin-From": "//se-id/se-0001"}
+    start = "/ota/admin/se-0001"
+    isd = handset.se.registry.isd().aid
+    ticket = gateway.queue_script("se-0001", [h("80CA9F7F00")], target=isd)
+
+    def refused(headers: dict[str, str], path: str = start, body: bytes = b"") -> str:
+        answer = lab.client.post(path, headers=headers, content=body)
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["field"] == admin_auth.HEADER
+        return answer.json()["error"]
+
+    assert "missing X-Admin-Authorization" in refused(admin)
+    assert "malformed" in refused(admin | {admin_auth.HEADER: "PSK-HMAC-SHA256 nonsense"})
+    assert "does not verify" in refused(signed(lab, start, admin, psk=bytes(16)))
+    assert "does not verify" in refused(signed(lab, start, admin, b"x"))  # the MAC covers the body
+    assert "not the agent of" in refused(signed(lab, start, admin | {"X-Admin-From": "//se-id/se-0002"}))
+    assert "not an agent id" in refused(signed(lab, start, admin | {"X-Admin-From": "se-0001"}))
+    assert "from the server's time" in refused(signed(lab, start, admin, timestamp=lab.clock() - 3600))
+    # a status the MAC does not cover cannot be slipped in
+    headers = signed(lab, start + "/1", admin | {"X-Admin-Script-Status": "ok"})
+    assert "does not verify" in refused(headers | {"X-Admin-Script-Status": "security-error"}, start + "/1")
+    assert gateway.pending("se-0001") == 1  # nothing was served to a refused caller
+    # a replayed request (same nonce) is refused even with a valid MAC
+    first = signed(lab, start, admin, nonce=bytes(range(16)))
+    assert lab.client.post(start, headers=first).status_code == 200
+    assert "replayed nonce" in refused(first)
+    # registered agents only: an SE the gateway has no PSK for is unknown; a registered PSK replaces the derived one
+    gateway.admin_master_key = None
+    assert "unknown agent" in refused(signed(lab, start, admin))
+    gateway.register_agent("se-0001", b"K" * 16)
+    handset.admin_psk = b"K" * 16
+    gateway.cancel(ticket)
+    assert handset.admin_session() == []
 
 
 def test_sms_pp_cannot_load_a_real_size_package_and_says_why(lab):
@@ -541,3 +639,23 @@ def test_unionpay_hub_onto_an_ese_over_uvicorn_on_loopback(lab):
         sock.close()
     assert not thread.is_alive()
     online_tap(handset.se, DEBIT[1])
+
+
+def test_a_handset_maker_runs_the_sei_tsm_of_its_ese(tmp_path):
+    institutions = [dict(i) for i in DEFAULTS["institutions"]]
+    institutions.append({"name": "oem-huaxin", "kind": "oem", "api_key_id": "ak-test-oem-huaxin",
+                         "hmac_key": "ab" * 32})
+    ctx = BackendContext.create(load_config(None, overrides={"state_dir": str(tmp_path), "institutions": institutions}),
+                                clock=FakeClock(), rng=random.Random(7))
+    try:
+        network = TsmNetwork(ctx)
+        with TestClient(create_app(ctx, routers=(), extra=network.routers())) as client:
+            network.connect(client)
+            assert "oem-huaxin" in network.sei
+            handset = network.manufacture("se-0009", "ese", owner="oem-huaxin")
+            assert network.owner_of("se-0009") == "oem-huaxin"
+            issuance = issue_card(network, "direct", "se-0009", issuer=DEBIT[0], profile=DEBIT[1])
+            assert issuance.aid == load_bundled(DEBIT[1]).aid
+            assert handset.admin_sessions > 0
+    finally:
+        ctx.close()

@@ -13,21 +13,28 @@ from paylab.lab.protocol.ota import OtaKeys, Spi, build_command_packet, parse_co
 from paylab.lab.protocol.ota.sms import (
     DCS_8BIT_CLASS2,
     Address,
+    Concatenation,
     EnvelopeResponse,
     InformationElement,
+    Segment,
+    SegmentReassembler,
     SmsDeliver,
     SmsError,
     SmsPpDownload,
     build_envelope_command,
     build_envelope_response,
     command_packet,
+    command_packet_segment,
+    concatenation,
     encode_udh,
+    max_concatenated_packet,
     message_class,
     octet_coded,
     parse_envelope_command,
     parse_envelope_response,
     parse_udh,
     scts_from_datetime,
+    segment_command_packet,
 )
 from paylab.lab.protocol.ota.spi import Checksum, CounterMode
 
@@ -232,3 +239,99 @@ def test_parsing_a_mutated_envelope_raises_only_sms_errors(tail):
 def test_default_dcs_is_8bit_class_2():
     assert DCS_8BIT_CLASS2 == 0xF6
     assert message_class(DCS_8BIT_CLASS2) == 2
+
+
+# --- concatenated SMS (TS 23.040 9.2.3.24.1, TS 31.115 clause 4) ------------------------------------
+
+
+def test_concatenation_ie_vectors():
+    assert Concatenation(0x2A, 3, 1).element() == InformationElement(0x00, h("2A0301"))
+    assert Concatenation(0x1234, 2, 2, wide=True).element() == InformationElement(0x08, h("12340202"))
+    assert Concatenation.from_element(InformationElement(0x08, h("12340202"))) == Concatenation(0x1234, 2, 2, True)
+    deliver = SmsDeliver(Address("1"), h("07 00032A0301 7000") + bytes(4))
+    assert concatenation(deliver) == Concatenation(0x2A, 3, 1)
+    assert concatenation(SmsDeliver(Address("1"), h("027000"))) is None
+
+
+@pytest.mark.parametrize("ie", ["00 02 2A03", "00 03 2A0000", "00 03 2A0204", "08 03 123402", "01 03 2A0201"])
+def test_bad_concatenation_ies_are_refused(ie):
+    raw = h(ie)
+    with pytest.raises(SmsError):
+        Concatenation.from_element(InformationElement(raw[0], raw[2:]))
+
+
+def test_a_long_packet_is_cut_into_full_segments_with_the_cpi_in_the_first():
+    packet = bytes(range(256)) + bytes(44)  # 300 octets
+    segments = segment_command_packet(packet, 0x2A)
+    assert [len(s) for s in segments] == [140, 140, 300 - 132 - 134 + 6]
+    assert segments[0][:8] == h("07 00032A0301 7000")
+    assert segments[1][:6] == h("05 00032A0302")
+    assert segments[2][:6] == h("05 00032A0303")
+    assert b"".join(s[8 if i == 0 else 6:] for i, s in enumerate(segments)) == packet
+    assert max_concatenated_packet(1) == 137
+    assert max_concatenated_packet(3) == 132 + 2 * 134
+    assert len(segment_command_packet(bytes(max_concatenated_packet(3)), 1)) == 3
+    assert len(segment_command_packet(bytes(max_concatenated_packet(3) + 1), 1)) == 4
+    # a packet that fits one SMS is the plain 02 70 00 form
+    assert segment_command_packet(bytes(137), 9) == [h("027000") + bytes(137)]
+    wide = segment_command_packet(bytes(200), 0x1234, wide=True)
+    assert wide[0][:9] == h("08 0804123402017000")
+    assert wide[1][:7] == h("06 0804123402 02")
+
+
+def test_command_packet_segment_needs_the_cpi_only_in_the_first_segment():
+    first, second = segment_command_packet(bytes(200), 7)
+    one = command_packet_segment(SmsDeliver(Address("1"), first))
+    two = command_packet_segment(SmsDeliver(Address("1"), second))
+    assert (one.concat, one.command_packet_identifier) == (Concatenation(7, 2, 1), True)
+    assert (two.concat, two.command_packet_identifier) == (Concatenation(7, 2, 2), False)
+    with pytest.raises(SmsError, match="IE 70"):
+        command_packet_segment(SmsDeliver(Address("1"), h("05 0003070201") + bytes(10)))
+    with pytest.raises(SmsError, match="TP-PID"):
+        command_packet_segment(SmsDeliver(Address("1"), first, pid=0))
+    with pytest.raises(SmsError, match="concatenated"):  # the single-SMS reader still refuses segments
+        command_packet(SmsDeliver(Address("1"), first))
+    single = command_packet_segment(SmsDeliver(Address("1"), h("027000") + bytes(5)))
+    assert (single.concat, single.data) == (None, bytes(5))
+
+
+def _segments(packet: bytes, reference: int, origin: str = "10658") -> list[Segment]:
+    return [command_packet_segment(SmsDeliver(Address(origin), ud)) for ud in segment_command_packet(packet, reference)]
+
+
+def test_reassembly_in_any_order_with_duplicates():
+    packet = bytes(range(256)) * 2
+    parts = _segments(packet, 1)
+    assert len(parts) == 4
+    assembler = SegmentReassembler()
+    assert [assembler.add(s, 0.0) for s in (parts[3], parts[1], parts[1], parts[0])] == [None] * 4
+    assert assembler.pending == 1
+    assert assembler.add(parts[2], 1.0) == packet
+    assert assembler.pending == 0
+    # two messages interleaved, told apart by reference and originator
+    a, b, c = _segments(bytes(200), 5), _segments(b"\x01" * 200, 6), _segments(b"\x02" * 200, 5, "10086")
+    assert assembler.add(a[0], 2.0) is None
+    assert assembler.add(b[1], 2.0) is None
+    assert assembler.add(c[0], 2.0) is None
+    assert assembler.add(b[0], 2.0) == b"\x01" * 200
+    assert assembler.add(c[1], 2.0) == b"\x02" * 200
+    assert assembler.add(a[1], 2.0) == bytes(200)
+
+
+def test_incomplete_messages_time_out_and_reused_references_restart():
+    assembler = SegmentReassembler(timeout_s=60.0, max_messages=2)
+    first, second = _segments(bytes(200), 9)
+    assert assembler.add(first, 0.0) is None
+    assert assembler.add(second, 61.0) is None  # the first segment expired: this one waits alone
+    assert (assembler.pending, assembler.dropped) == (1, 1)
+    assert assembler.expire(200.0) == 1
+    # the same reference with other content: the old partial message is dropped
+    old, new = _segments(bytes(200), 3), _segments(b"\xff" * 200, 3)
+    assembler.add(old[0], 300.0)
+    assert assembler.add(new[0], 300.0) is None
+    assert assembler.add(new[1], 300.0) == b"\xff" * 200
+    # at most max_messages partial messages: the oldest goes
+    for reference, now in ((1, 400.0), (2, 401.0), (3, 402.0)):
+        assembler.add(_segments(bytes(200), reference)[0], now)
+    assert assembler.pending == 2
+    assert assembler.add(_segments(bytes(200), 1)[1], 403.0) is None  # reference 1 was evicted

@@ -5,7 +5,13 @@
 (``se.system_commands[0xC2]``, see :func:`attach_sms_pp`):
 
 1. parse the D1 object, the SMS-DELIVER and its command packet (6A80 when malformed: that is the
-   handset's fault, not the sender's, so no PoR);
+   handset's fault, not the sender's, so no PoR). A segment of a concatenated SMS (UDH IE 00/08,
+   the first segment also with IE 70; 3GPP TS 31.115 clause 4, TS 23.040 clause 9.2.3.24.1) is
+   stored by the UICC OS (:class:`~paylab.lab.protocol.ota.sms.SegmentReassembler`, in RAM: a power
+   loss forgets partial packets) and answered 9000 with no data; the segment that completes the
+   packet runs steps 2-5 on the whole packet, so the PoR answers the last segment. Segments may
+   come in any order, duplicates are ignored; a packet missing a segment never runs and is dropped
+   after ``segment_timeout_s`` (default 120 s) or when more than 4 partial packets pile up;
 2. the TAR names the target (a security domain, or any application); an unknown TAR → PoR 09;
 3. :func:`~paylab.lab.protocol.ota.scp80.parse_command_packet` with the target's key sets and the
    stored counter: a failure (01 CC, 02/03/04 counter, 05 cipher, 06, 0A MSL) answers an
@@ -40,6 +46,8 @@ counters to keys to the receiving entity].
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from paylab.lab.protocol.apdu import CommandApdu
@@ -54,7 +62,13 @@ from paylab.lab.protocol.ota.scp80 import (
     por_for_error,
     por_required,
 )
-from paylab.lab.protocol.ota.sms import INS_ENVELOPE, SmsError, SmsPpDownload, command_packet
+from paylab.lab.protocol.ota.sms import (
+    INS_ENVELOPE,
+    SegmentReassembler,
+    SmsError,
+    SmsPpDownload,
+    command_packet_segment,
+)
 from paylab.lab.protocol.ota.spi import Spi, key_index
 
 from ..applet import Reply
@@ -121,15 +135,24 @@ def _counter_key(target: bytes, kid: int) -> str:
 
 
 class SmsPpDownloadHandler:
-    """``se.system_commands[0xC2]``: processes an SMS-PP download ENVELOPE (module docstring)."""
+    """``se.system_commands[0xC2]``: processes an SMS-PP download ENVELOPE (module docstring).
+    ``clock`` (seconds, default :func:`time.monotonic`) times out partial concatenated packets."""
+
+    def __init__(self, *, clock: Callable[[], float] | None = None, segment_timeout_s: float = 120.0,
+                 max_partial_packets: int = 4) -> None:
+        self.clock = clock or time.monotonic
+        self.segments = SegmentReassembler(timeout_s=segment_timeout_s, max_messages=max_partial_packets)
 
     def __call__(self, se: SecureElement, cmd: CommandApdu) -> Reply:
         if cmd.p1 or cmd.p2:
             raise ISOException(0x6A86, "ENVELOPE P1 P2 must be 00 00")
         try:
-            packet = command_packet(SmsPpDownload.decode(cmd.data).deliver)
+            segment = command_packet_segment(SmsPpDownload.decode(cmd.data).deliver)
         except SmsError as exc:
             raise ISOException(0x6A80, f"not an SMS-PP data download: {exc}") from exc
+        packet = self.segments.add(segment, self.clock())
+        if packet is None:  # more segments to come: 9000, no PoR yet
+            return Reply(b"")
         return Reply(self.process_packet(se, packet))
 
     def process_packet(self, se: SecureElement, packet: bytes) -> bytes:
@@ -186,16 +209,18 @@ class SmsPpDownloadHandler:
 
 
 def attach_sms_pp(se: SecureElement, keys: dict[bytes, OtaKeys] | None = None, *,
-                  targets: dict[bytes, bytes] | None = None, msl: int | None = None) -> SmsPpDownloadHandler:
+                  targets: dict[bytes, bytes] | None = None, msl: int | None = None,
+                  clock: Callable[[], float] | None = None) -> SmsPpDownloadHandler:
     """Make ``se`` answer SMS-PP download ENVELOPEs (``80 C2``).
 
     With ``keys`` (``{TAR: OtaKeys}``) the TARs and key sets are first provisioned into the card
     image (:func:`install_ota_keys`; ``targets`` maps a TAR to its security domain, default the
-    ISD, TAR ``000000``); without, the card's existing ``state["ota"]`` is used.
+    ISD, TAR ``000000``); without, the card's existing ``state["ota"]`` is used. ``clock`` times
+    out partial concatenated packets (default :func:`time.monotonic`).
     """
     if keys:
         install_ota_keys(se, keys, targets=targets, msl=msl)
-    handler = SmsPpDownloadHandler()
+    handler = SmsPpDownloadHandler(clock=clock)
     se.system_commands[INS_ENVELOPE] = handler
     return handler
 

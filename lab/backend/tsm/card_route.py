@@ -6,7 +6,8 @@ in *units*: C-APDUs that need one card session (INSTALL [for personalization] an
 INSTALL [for load] and its LOAD blocks, a secure channel and what it protects).
 
 * :class:`SmsPpRoute` (SIM, the SEI-TSM's route): SCP80 packets through the :class:`OtaGateway`
-  SMSC, delivered by the handset in ENVELOPEs; the commands run on the SD under the packet's SCP80
+  SMSC (a long unit as a concatenated SMS, one ENVELOPE per segment), delivered by the handset in
+  ENVELOPEs; the commands run on the SD under the packet's SCP80
   security (``scp80`` is True: no GP secure channel, DEK-encrypted data under the SD's static DEK).
 * :class:`RelayRoute` (SIM, an SP-TSM's route): the same, relayed through the SEI-TSM's signed API,
   since only the operator's OTA platform holds the SIM's SCP80 keys.
@@ -21,6 +22,7 @@ and plays the UICC OS's part in binding a TAR to a new SSD (see :meth:`HandsetSi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -62,8 +64,11 @@ class HandsetSim:
     (:class:`~paylab.drivers.se.ota.AdminAgent`), ``http`` the client it posts with."""
 
     def __init__(self, se_id: str, se: Any, *, msisdn: str | None = None, agent: Any = None,
-                 http: httpx.Client | None = None) -> None:
+                 http: httpx.Client | None = None, admin_psk: bytes | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.se_id = se_id
+        self.admin_psk = admin_psk  # None: the PSK diversified from the TEST master key
+        self.clock = clock
         self.se = se
         self.msisdn = msisdn
         self.agent = agent
@@ -85,6 +90,7 @@ class HandsetSim:
     def admin_session(self) -> list[str]:
         """A push woke the agent: run one Amendment B session against the gateway until it answers 204;
         returns the script statuses the agent reported."""
+        from paylab.drivers.handset.admin_agent import authenticated_headers
         from paylab.drivers.se.ota import AdminTrigger, HttpResponse
 
         if self.agent is None or self.http is None:
@@ -93,7 +99,8 @@ class HandsetSim:
         self.admin_sessions += 1
         request = self.agent.start(AdminTrigger(f"{ADMIN_PREFIX}/{self.se_id}", agent_id=f"//se-id/{self.se_id}"))
         while request is not None:
-            answer = self.http.request(request.method, request.uri, headers=request.headers, content=request.body)
+            headers = authenticated_headers(request, self.admin_psk, clock=self.clock)
+            answer = self.http.request(request.method, request.uri, headers=headers, content=request.body)
             request = self.agent.handle_response(HttpResponse(answer.status_code, dict(answer.headers),
                                                               answer.content))
         return [str(status) for status in self.agent.statuses]
@@ -127,11 +134,14 @@ class SmsPpRoute:
     def execute(self, target: bytes, units: Sequence[Unit]) -> list[RApdu]:
         tar, keys = self.bindings(target)
         se_id = self.handset.se_id
-        envelopes = self.gateway.send_ram_script(se_id, tar, units, keys)
+        packets = self.gateway.send_ram_packets(se_id, tar, units, keys)
         responses: list[RApdu] = []
         try:
-            for envelope in envelopes:
-                por = self.gateway.collect_por(se_id, self.handset.deliver_sms(envelope), envelope=envelope)
+            for packet in packets:
+                for segment in packet.envelopes[:-1]:  # concatenated SMS: the PoR answers the last segment
+                    self.gateway.check_segment_answer(se_id, self.handset.deliver_sms(segment))
+                last = packet.envelopes[-1]
+                por = self.gateway.collect_por(se_id, self.handset.deliver_sms(last), envelope=last)
                 if not por.ok:
                     raise CardRouteError(f"{se_id} TAR {tar.hex().upper()}: PoR status {por.status:02X}")
                 responses += por.responses

@@ -25,6 +25,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from ..config import SE_ISSUER_KINDS
 from ..inst_auth import Caller
 from .models import MtpsApplication, MtpsInstitution
 from .registry import SeRegistry, csv_items, se_json
@@ -166,9 +167,9 @@ def mtps_router(mtps: Mtps) -> APIRouter:
     """The hub's institution API under ``/mtps`` (module docstring)."""
     router = APIRouter(prefix="/mtps", tags=["mtps"])
     auth = mtps.services.auth
-    institutions = Depends(auth.require("bank", "unionpay", "operator"))
+    institutions = Depends(auth.require("bank", "unionpay", *SE_ISSUER_KINDS))
     banks = Depends(auth.require("bank"))
-    operators = Depends(auth.require("operator"))
+    operators = Depends(auth.require(*SE_ISSUER_KINDS))  # SEI-TSMs: operators, handset makers, SE issuers
     anyone = Depends(auth.require())
     sp_tsms = Depends(auth.require("bank", "unionpay"))
 

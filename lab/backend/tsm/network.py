@@ -22,6 +22,7 @@ import httpx
 from fastapi import APIRouter
 
 from ...protocol.gp import StaticKeys
+from ..config import SE_ISSUER_KINDS
 from ..context import BackendContext
 from ..inst_auth import InstitutionAuth, InstitutionClient
 from ..ota_gateway import OtaGateway
@@ -44,7 +45,7 @@ class TsmNetwork:
         self.ctx = ctx
         self.services = TsmServices(ctx, OtaGateway(ctx), InstitutionAuth(ctx))
         institutions = ctx.config.institutions
-        self.sei = {i.name: SeiTsm(self.services, i.name) for i in institutions if i.kind == "operator"}
+        self.sei = {i.name: SeiTsm(self.services, i.name) for i in institutions if i.kind in SE_ISSUER_KINDS}
         self.sp = {i.name: SpTsm(self.services, i.name) for i in institutions if i.kind in ("bank", "unionpay")}
         hub = next((i.name for i in institutions if i.kind == "mtps"), None)
         self.mtps = Mtps(self.services, hub) if hub else None
@@ -120,7 +121,7 @@ class TsmNetwork:
                 packages = (_preload_pboc(se, isd, isd_keys),)
         else:
             agent = AdminAgent(se, isd, agent_id=f"//se-id/{se_id}")
-        handset = HandsetSim(se_id, se, msisdn=msisdn, agent=agent, http=self.services.http)
+        handset = HandsetSim(se_id, se, msisdn=msisdn, agent=agent, http=self.services.http, clock=self.ctx.clock)
         self.services.handsets[se_id] = handset
         sei.register_se(se_id, form_factor=form_factor, cplc=registered_cplc or se.card_state()["cplc"], isd_aid=isd,
                         isd_keys=isd_keys, owner_role=OWNER_ROLES[form_factor], msisdn=msisdn, ota_keys=ota_keys,

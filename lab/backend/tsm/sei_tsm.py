@@ -124,7 +124,8 @@ class SeiTsm:
                 raise NotFound(f"{aid_hex(target)} on {se.se_id} has no TAR")
             return bytes.fromhex(ssd.tar), self.keys.ota(ssd.ota_key_ref)
 
-        limit = OtaGateway.max_script_bytes(self.keys.ota(f"{se.se_id}/ota/isd"))
+        limit = OtaGateway.max_script_bytes(self.keys.ota(f"{se.se_id}/ota/isd"),
+                                            segments=self.services.gateway.max_segments)
         return SmsPpRoute(self.services.gateway, handset, bindings, max_script_bytes=limit)
 
     def _isd(self, se: SeRecord) -> SdSession:
@@ -189,7 +190,8 @@ class SeiTsm:
             tar, ota_ref = self._allocate_tar(se_id), f"{se_id}/ota/{aid_hex(ssd_aid)}"
             ota_keys = self.keys.ota(self.keys.put_ota(ota_ref, self.new_ota_keys()))
             self.services.handset(se_id).card_os_bind_tar(bytes.fromhex(tar), ssd_aid, ota_keys)
-            route = {"channel": "sms-pp", "max_script_bytes": OtaGateway.max_script_bytes(ota_keys)}
+            route = {"channel": "sms-pp", "max_script_bytes": OtaGateway.max_script_bytes(
+                ota_keys, segments=self.services.gateway.max_segments)}
         self.registry.put_ssd(se_id, ssd_aid, owner=sp, state="created", key_ref=key_ref, kvn=FIRST_KVN, tar=tar,
                               ota_key_ref=ota_ref)
         institution = self.ctx.config.institution(sp)

@@ -18,6 +18,7 @@ from typing import Any
 import iso8583
 
 from ..errors import Iso8583Error, MacError
+from . import fastcodec
 from .field55 import REVERSAL_TAGS, field55_encode, field55_select
 from .framing import DEFAULT_POS_HEADER, DEFAULT_TPDU, CupsHeader, swap_tpdu
 from .mac import MAC_LEN, check_mak, pos_mac, switch_mab, switch_mac
@@ -214,10 +215,13 @@ def _encode_raw(msg: Iso8583Message, dialect: Dialect, *, mac_placeholder: bool)
             raise Iso8583Error(f"not defined in the {dialect} dialect", field=f"field {number}")
         doc[str(number)] = _to_wire_value(d, values[number], dialect)
     try:
-        raw, doc_enc = iso8583.encode(doc, SPECS[dialect])
-    except (iso8583.EncodeError, UndefinedFieldError) as exc:
-        raise _pyiso_errors(exc, dialect) from None
-    raw = bytes(raw)
+        raw, doc_enc = fastcodec.encode(doc, dialect)
+    except fastcodec.Slow:  # pyiso8583 encodes it, or says precisely what is wrong
+        try:
+            raw, doc_enc = iso8583.encode(doc, SPECS[dialect])
+        except (iso8583.EncodeError, UndefinedFieldError) as exc:
+            raise _pyiso_errors(exc, dialect) from None
+        raw = bytes(raw)
     if dialect == "switch":
         header = CupsHeader.decode(raw).encode(total_length=len(raw))
         raw = header + raw[CUPS_HEADER_LEN:]
@@ -252,6 +256,10 @@ def _pyiso_decode(raw: bytes, dialect: Dialect) -> tuple[dict[str, str], dict]:
     pyiso8583 checks one pad character per field, so a failure in an F-padded field is retried
     once with a 0 pad for that field; if that fails too, its error stands.
     """
+    try:
+        return fastcodec.decode(raw, dialect)
+    except fastcodec.Slow:
+        pass
     spec: dict[str, Any] = SPECS[dialect]
     while True:
         try:

@@ -18,7 +18,16 @@ SMS-DELIVER (3GPP TS 23.040 clause 9.2.2.1)::
 * TP-UD: with TP-UDHI, a user data header ``UDHL {IEI IEDL data}`` (clause 9.2.3.24) precedes the
   short message; a secured command packet is announced by the IE ``70`` of length 0 (3GPP TS
   31.115 clause 4), so :func:`~.scp80.build_command_packet`'s default output (``02 70 00`` + packet)
-  *is* a TP-UD. At most 140 octets: concatenated SMS (IE ``00``/``08``) are not reassembled here.
+  *is* a TP-UD. At most 140 octets per SMS.
+
+Concatenated SMS (TS 23.040 clause 9.2.3.24.1 / .8; 3GPP TS 31.115 clause 4, ETSI TS 102 225
+clause 4): a command packet longer than one SMS is cut into segments, each an SMS-DELIVER whose UDH
+holds the concatenation IE ``00 03 ref total seq`` (8-bit reference; ``08 04 ref ref total seq``
+with a 16-bit one); the first segment's UDH also holds the command packet identifier ``70 00``
+(``07 00 03 ref total 01 70 00``), the others only the concatenation IE. Each segment travels in
+its own ENVELOPE (SMS-PP download); the receiving entity reassembles the packet
+(:class:`SegmentReassembler`) and only then verifies and runs it, so the PoR answers the last
+segment. :func:`segment_command_packet` cuts, :func:`command_packet_segment` reads one segment.
 
 ENVELOPE (SMS-PP download), ETSI TS 102 223 / 3GPP TS 31.111 clause 7.1.1.2, a BER-TLV holding
 COMPREHENSION-TLVs (ETSI TS 101 220 clause 7.1.1; a tag's b8 is the "comprehension required"
@@ -185,7 +194,7 @@ class SmsDeliver:
         if len(self.scts) != 7:
             raise SmsError(f"TP-SCTS of {len(self.scts)} octets", field="TP-SCTS", expected="7 octets")
         if len(self.user_data) > MAX_USER_DATA:
-            raise SmsError(f"TP-UD of {len(self.user_data)} octets (concatenated SMS are not supported)",
+            raise SmsError(f"TP-UD of {len(self.user_data)} octets (longer data travel as concatenated SMS)",
                            field="TP-UDL", expected=f"at most {MAX_USER_DATA}")
         if self.udhi:
             parse_udh(self.user_data)
@@ -244,7 +253,8 @@ class SmsDeliver:
 def command_packet(deliver: SmsDeliver) -> bytes:
     """The secured command packet of a data download SMS (without its ``02 70 00`` header), for
     :func:`~.scp80.parse_command_packet` with ``udh=False``: TP-PID must be 7F and the user data
-    header must announce a command packet (IE 70, TS 31.115 clause 4)."""
+    header must announce a command packet (IE 70, TS 31.115 clause 4). A segment of a concatenated
+    SMS is refused here: use :func:`command_packet_segment` and a :class:`SegmentReassembler`."""
     if deliver.pid != PID_SIM_DATA_DOWNLOAD:
         raise SmsError(f"TP-PID {deliver.pid:02X}", field="TP-PID", expected="7F (SIM data download)")
     if not any(ie.iei == IEI_COMMAND_PACKET for ie in deliver.header):
@@ -252,6 +262,174 @@ def command_packet(deliver: SmsDeliver) -> bytes:
     if any(ie.iei in (IEI_CONCATENATED_8BIT, IEI_CONCATENATED_16BIT) for ie in deliver.header):
         raise SmsError("concatenated SMS are not supported", field="UDH")
     return deliver.short_message
+
+
+# --- concatenated SMS -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Concatenation:
+    """The concatenated short message IE (TS 23.040 clause 9.2.3.24.1: IEI 00, 8-bit reference;
+    clause 9.2.3.24.8: IEI 08, 16-bit reference): reference, total segments, this one's number (1..)."""
+
+    reference: int
+    total: int
+    sequence: int
+    wide: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.reference <= (0xFFFF if self.wide else 0xFF):
+            raise SmsError(f"reference {self.reference!r}", field="concatenation reference",
+                           expected="0..65535" if self.wide else "0..255")
+        if not 1 <= self.total <= 0xFF or not 1 <= self.sequence <= self.total:
+            raise SmsError(f"segment {self.sequence!r} of {self.total!r}", field="concatenation sequence",
+                           expected="1 <= sequence <= total <= 255")
+
+    def element(self) -> InformationElement:
+        """The IE ``00 03 ref total seq`` (or ``08 04 ref(2) total seq``)."""
+        if self.wide:
+            return InformationElement(IEI_CONCATENATED_16BIT,
+                                      self.reference.to_bytes(2, "big") + bytes((self.total, self.sequence)))
+        return InformationElement(IEI_CONCATENATED_8BIT, bytes((self.reference, self.total, self.sequence)))
+
+    @classmethod
+    def from_element(cls, ie: InformationElement) -> Concatenation:
+        """Parse an IE 00 or 08; :class:`SmsError` for a wrong length, total 0 or sequence out of range."""
+        wide = ie.iei == IEI_CONCATENATED_16BIT
+        if ie.iei not in (IEI_CONCATENATED_8BIT, IEI_CONCATENATED_16BIT) or len(ie.data) != 3 + wide:
+            raise SmsError(f"IE {ie.iei:02X} of {len(ie.data)} octets", field="UDH",
+                           expected="IE 00 of 3 octets or IE 08 of 4 octets")
+        reference = int.from_bytes(ie.data[:1 + wide], "big")
+        return cls(reference, ie.data[-2], ie.data[-1], wide)
+
+
+def concatenation(deliver: SmsDeliver) -> Concatenation | None:
+    """The concatenation IE of an SMS-DELIVER, or None when it is a single SMS. A segment with
+    total 1 is a single SMS too."""
+    found = [ie for ie in deliver.header if ie.iei in (IEI_CONCATENATED_8BIT, IEI_CONCATENATED_16BIT)]
+    if len(found) > 1:
+        raise SmsError("more than one concatenation IE", field="UDH")
+    return Concatenation.from_element(found[0]) if found else None
+
+
+def segment_command_packet(packet: bytes, reference: int, *, wide: bool = False,
+                           max_user_data: int = MAX_USER_DATA) -> list[bytes]:
+    """The TP-UD of each SMS carrying ``packet`` (a secured command packet without its
+    ``02 70 00`` header, i.e. :func:`~.scp80.build_command_packet` with ``udh=False``): one TP-UD
+    ``02 70 00 packet`` when it fits, else segments (module docstring) with ``reference``. Every
+    segment but the last is full."""
+    packet = bytes(packet)
+    cpi = InformationElement(IEI_COMMAND_PACKET)
+    single = encode_udh([cpi]) + packet
+    if len(single) <= max_user_data:
+        return [single]
+    first_room = max_user_data - len(encode_udh([Concatenation(0, 1, 1, wide).element(), cpi]))
+    room = max_user_data - len(encode_udh([Concatenation(0, 1, 1, wide).element()]))
+    if first_room <= 0 or room <= 0:
+        raise SmsError(f"no room for data in {max_user_data} octets", field="TP-UDL")
+    chunks = [packet[:first_room]] + [packet[i:i + room] for i in range(first_room, len(packet), room)]
+    if len(chunks) > 0xFF:
+        raise SmsError(f"a packet of {len(packet)} octets needs {len(chunks)} segments", field="concatenation",
+                       expected="at most 255 segments")
+    segments = []
+    for number, chunk in enumerate(chunks, 1):
+        elements = [Concatenation(reference, len(chunks), number, wide).element()] + ([cpi] if number == 1 else [])
+        segments.append(encode_udh(elements) + chunk)
+    return segments
+
+
+def max_concatenated_packet(segments: int, *, wide: bool = False, max_user_data: int = MAX_USER_DATA) -> int:
+    """The longest command packet (without ``02 70 00``) ``segments`` SMS carry."""
+    if segments <= 1:
+        return max_user_data - len(encode_udh([InformationElement(IEI_COMMAND_PACKET)]))
+    concat = Concatenation(0, 1, 1, wide).element()
+    first = max_user_data - len(encode_udh([concat, InformationElement(IEI_COMMAND_PACKET)]))
+    return first + (segments - 1) * (max_user_data - len(encode_udh([concat])))
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One received SMS of a (possibly) concatenated command packet: ``concat`` None for a single SMS."""
+
+    originator: Address
+    concat: Concatenation | None
+    data: bytes
+    command_packet_identifier: bool
+
+
+def command_packet_segment(deliver: SmsDeliver) -> Segment:
+    """Read one data download SMS: TP-PID 7F; a single SMS or the first segment must carry IE 70
+    (TS 31.115 clause 4), later segments need not. Raises :class:`SmsError`."""
+    if deliver.pid != PID_SIM_DATA_DOWNLOAD:
+        raise SmsError(f"TP-PID {deliver.pid:02X}", field="TP-PID", expected="7F (SIM data download)")
+    concat = concatenation(deliver)
+    cpi = any(ie.iei == IEI_COMMAND_PACKET for ie in deliver.header)
+    if concat is not None and concat.total == 1:
+        concat = None
+    if (concat is None or concat.sequence == 1) and not cpi:
+        raise SmsError("no command packet identifier in the user data header", field="UDH", expected="IE 70")
+    return Segment(deliver.originating_address, concat, deliver.short_message, cpi)
+
+
+@dataclass
+class _Partial:
+    started: float
+    parts: dict[int, bytes]
+
+
+class SegmentReassembler:
+    """Collects the segments of concatenated command packets (pure: the caller passes the time).
+
+    Messages are told apart by (originating address, reference, total, 8/16-bit). Segments may come
+    in any order; a duplicate with the same content is ignored, one with other content means the
+    reference was reused, so the partial message restarts from it. A message not complete within
+    ``timeout_s`` of its first segment is dropped (:meth:`expire`, also run on every :meth:`add`),
+    and at most ``max_messages`` partial messages are kept (the oldest goes first).
+    """
+
+    def __init__(self, *, timeout_s: float = 120.0, max_messages: int = 4) -> None:
+        self.timeout_s = timeout_s
+        self.max_messages = max_messages
+        self._partials: dict[tuple[str, int, int, bool], _Partial] = {}
+        self.dropped = 0  #: partial messages dropped (timeout, eviction, reference reuse)
+
+    @property
+    def pending(self) -> int:
+        """Partial messages held."""
+        return len(self._partials)
+
+    def expire(self, now: float) -> int:
+        """Drop the partial messages older than the timeout; returns how many."""
+        old = [key for key, partial in self._partials.items() if now - partial.started > self.timeout_s]
+        for key in old:
+            del self._partials[key]
+        self.dropped += len(old)
+        return len(old)
+
+    def add(self, segment: Segment, now: float) -> bytes | None:
+        """Store ``segment``; the whole packet once every segment is in (the message is then
+        forgotten), else None. A single SMS comes straight back."""
+        self.expire(now)
+        if segment.concat is None:
+            return segment.data
+        c = segment.concat
+        key = (f"{segment.originator.ton_npi:02X}{segment.originator.digits}", c.reference, c.total, c.wide)
+        partial = self._partials.get(key)
+        if partial is not None and partial.parts.get(c.sequence, segment.data) != segment.data:
+            del self._partials[key]  # reference reused: the old message is lost
+            self.dropped += 1
+            partial = None
+        if partial is None:
+            while len(self._partials) >= self.max_messages:
+                oldest = min(self._partials, key=lambda k: self._partials[k].started)
+                del self._partials[oldest]
+                self.dropped += 1
+            partial = self._partials[key] = _Partial(now, {})
+        partial.parts.setdefault(c.sequence, segment.data)
+        if len(partial.parts) < c.total:
+            return None
+        del self._partials[key]
+        return b"".join(partial.parts[n] for n in range(1, c.total + 1))
 
 
 def scts_from_datetime(moment: datetime.datetime) -> bytes:
