@@ -206,6 +206,13 @@ class FabricRigHost(RigHostProtocol):
         duration = time.monotonic() - start
         if not self._link_alive(conn):  # the channel closed because the transport died
             raise self._lost(f"{command!r} (after {duration:.1f} s)")
+        if int(result.exited) == -1 and duration >= max(1, math.ceil(limit)) - 0.05:
+            # invoke's timer closed the channel a moment before its timeout check ran: the command was
+            # stopped by the timeout, not by a signal of its own (seen under load)
+            if self._probe_fails():
+                raise self._lost(f"{command!r} (after {duration:.1f} s)")
+            raise RigCommandFailed(f"command did not finish within {limit:g} s", resource=self.resource,
+                                   detail=command, exit_status=None, stderr=_tail(result.stderr or ""))
         outcome = CommandResult(command=command, exit_status=int(result.exited), stdout=result.stdout,
                                 stderr=result.stderr, duration_s=duration)
         if check and not outcome.ok:
