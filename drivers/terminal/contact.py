@@ -38,6 +38,7 @@ from typing import Any
 
 from paylab.lab.protocol import dol, oda
 from paylab.lab.protocol.apdu import CommandApdu
+from paylab.lab.protocol.cps import amount_n12
 from paylab.lab.protocol.errors import ProtocolError
 from paylab.lab.protocol.tags import KERNEL_PBOC
 
@@ -166,7 +167,7 @@ class ContactKernel:
         if len(un) != 4:
             raise ValueError("the unpredictable number 9F37 is 4 bytes")
         terminal = config.terminal_values() | {
-            0x9F02: _n12(amount), 0x9F03: _n12(other), 0x95: bytes(5), 0x9A: day_bytes, 0x9F21: time_bytes,
+            0x9F02: amount_n12(amount), 0x9F03: amount_n12(other), 0x95: bytes(5), 0x9A: day_bytes, 0x9F21: time_bytes,
             0x9C: bytes([txn_type]), 0x9F37: bytes(un), 0x9F41: bytes.fromhex(f"{self._sequence:08d}"),
         }
         result.terminal = terminal
@@ -497,10 +498,6 @@ def _iad_balance(iad: bytes | None) -> int | None:
     if not iad or len(iad) < 19 or iad[8] != 0x0A or iad[9] != 0x01:
         return None
     return bcd_amount(b"\x00" + iad[10:15])
-
-
-def _n12(fen: int) -> bytes:
-    return bytes.fromhex(f"{fen:012d}")
 
 
 __all__ = ["PSE", "ContactKernel", "ContactOutcome"]

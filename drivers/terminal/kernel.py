@@ -35,6 +35,7 @@ from datetime import date
 
 from paylab.lab.protocol import dol, oda
 from paylab.lab.protocol.apdu import CommandApdu
+from paylab.lab.protocol.cps import amount_n12
 from paylab.lab.protocol.errors import ProtocolError
 from paylab.lab.protocol.tags import KERNEL_PBOC
 from paylab.lab.protocol.tlv import Tlv
@@ -159,7 +160,7 @@ class ContactlessKernel:
         if len(un) != 4:
             raise ValueError("the unpredictable number 9F37 is 4 bytes")
         terminal = config.terminal_values() | {
-            0x9F66: bytes(ttq), 0x9F02: _n12(amount), 0x9F03: _n12(other), 0x95: bytes(5), 0x9A: day_bytes,
+            0x9F66: bytes(ttq), 0x9F02: amount_n12(amount), 0x9F03: amount_n12(other), 0x95: bytes(5), 0x9A: day_bytes,
             0x9F21: time_bytes, 0x9C: bytes([txn_type]), 0x9F37: bytes(un), 0x9F41: _n8(self._sequence),
         }
         result.terminal = terminal
@@ -305,10 +306,6 @@ def _entries(objects: list[Tlv]) -> list[Tlv]:
         elif obj.constructed:
             found.extend(_entries(list(obj.children)))
     return found
-
-
-def _n12(fen: int) -> bytes:
-    return bytes.fromhex(f"{fen:012d}")
 
 
 def _n8(value: int) -> bytes:
