@@ -45,7 +45,8 @@ class ShareRun:
 
     share: Share
     out_dir: Path                       # reports/<campaign>/rigs/<rig>/
-    attempt: int = 1
+    attempt: int = 1                    # retries within one repeat
+    repeat: int = 1                     # the round of a ``repeats:`` campaign
     inventory: Path | None = None
     cwd: Path = field(default_factory=Path.cwd)
     python: str = sys.executable
@@ -56,6 +57,11 @@ class ShareRun:
     remote_root: str = "paylab-runs"
     campaign_id: str = "campaign"
     allure: bool = True                 # write Allure results (allure-pytest costs ~5 ms per test)
+
+    @property
+    def tag(self) -> str:
+        """The artefacts' name part: the attempt, prefixed by the repeat after the first (``2``, ``r3-1``)."""
+        return str(self.attempt) if self.repeat == 1 else f"r{self.repeat}-{self.attempt}"
 
     @property
     def results_path(self) -> Path:
@@ -94,14 +100,14 @@ def pytest_command(run: ShareRun, tests: list[PlannedTest], *, root: Path, pytho
                    results: Path, allure: Path, inventory: str | None) -> list[str]:
     """The pytest invocation of a share (paths relative to ``root``, which is the run's cwd)."""
     suites = sorted({str(t.suite) for t in tests})
-    select = _select_file(run.out_dir / f"select-{run.attempt}.txt", tests)
+    select = _select_file(run.out_dir / f"select-{run.tag}.txt", tests)
     workers = max((run.workers.get(t.suite, 1) for t in tests), default=1)
     rootdir = "." if root != run.cwd else str(run.cwd)
     cmd = [python, "-m", "pytest", *suites, "-p", PLUGIN, "-p", "no:cacheprovider", "-q", f"--rootdir={rootdir}",
            "--rig", run.share.rig,
            f"--paylab-select={select if root == run.cwd else select.name}",
-           f"--paylab-results={results}", f"--paylab-attempt={run.attempt}",
-           f"--junitxml={results.parent / f'junit-pytest-{run.attempt}.xml'}", "-o", "junit_family=xunit2"]
+           f"--paylab-results={results}", f"--paylab-attempt={run.attempt}", f"--paylab-repeat={run.repeat}",
+           f"--junitxml={results.parent / f'junit-pytest-{run.tag}.xml'}", "-o", "junit_family=xunit2"]
     if run.allure:
         cmd.append(f"--alluredir={allure}")
     if inventory:
@@ -118,11 +124,11 @@ def robot_command(run: ShareRun, tests: list[PlannedTest], *, python: str, resul
     root = suite if suite is not None else tests[0].suite
     files = {str(t.source) for t in tests if t.source is not None}
     workers = max((run.workers.get(t.suite, 1) for t in tests), default=1)
-    out = results.parent / f"robot-{run.attempt}-{index}"
+    out = results.parent / f"robot-{run.tag}-{index}"
     cmd = [python, "-m", "pabot.pabot", "--no-pabotlib", "--command", python, "-m", "robot", "--end-command",
            "--processes", str(max(1, min(workers, len(files)))),
            "--outputdir", str(out), "--output", "output.xml", "--log", "log.html", "--report", "report.html",
-           "--listener", f"{ROBOT_LISTENER}:{results}:{run.share.rig}:{run.attempt}",
+           "--listener", f"{ROBOT_LISTENER}:{results}:{run.share.rig}:{run.attempt}:{run.repeat}",
            "--variable", f"RIG:{run.share.rig}", "--consolewidth", "80", "--console", "dotted"]
     if run.allure:
         cmd += ["--listener", f"allure_robotframework:{allure}"]
@@ -219,7 +225,7 @@ def run_share(run: ShareRun, cancel: StopFlag | threading.Event) -> ShareOutcome
         return _run_remote(run, pytest_tests, robot_tests, cancel, outcome)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PAYLAB_CAMPAIGN": run.campaign_id}
     inventory = str(run.inventory) if run.inventory else None
-    log = run.out_dir / f"run-{run.attempt}.log"
+    log = run.out_dir / f"run-{run.tag}.log"
     batches = [("pytest", pytest_tests), *(("robot", group) for group in robot_groups(robot_tests))]
     for index, (build, tests) in enumerate(batches):
         if not tests or cancel.is_set():
@@ -269,7 +275,7 @@ def _remote_commands(run: ShareRun, pytest_tests: list[PlannedTest], robot_tests
                              t.needs) for t in pytest_tests]
         cmd = pytest_command(run, tests, root=Path(remote_dir), python=run.remote_python, results=results,
                              allure=allure, inventory=inventory)
-        extra.append((run.out_dir / f"select-{run.attempt}.txt", f"select-{run.attempt}.txt"))
+        extra.append((run.out_dir / f"select-{run.tag}.txt", f"select-{run.tag}.txt"))
         commands.append(shlex.join(cmd))
     for index, group in enumerate(robot_groups(robot_tests), start=1):
         tests = [PlannedTest(t.id, t.framework, t.suite, t.requirements, t.needs,
@@ -287,13 +293,13 @@ def _run_remote(run: ShareRun, pytest_tests: list[PlannedTest], robot_tests: lis
     result lines back by polling, fetch the artefacts. Any ssh trouble ends it as an infra error."""
     host = run.host
     assert host is not None
-    remote_dir = f"{run.remote_root}/{run.campaign_id}/{run.share.rig}-{run.attempt}"
+    remote_dir = f"{run.remote_root}/{run.campaign_id}/{run.share.rig}-{run.tag}"
     q = shlex.quote(remote_dir)
     writer = ResultWriter(run.results_path)
     started = False
     try:
         commands, extra = _remote_commands(run, pytest_tests, robot_tests, remote_dir)
-        bundle = run.out_dir / f"bundle-{run.attempt}.tar.gz"
+        bundle = run.out_dir / f"bundle-{run.tag}.tar.gz"
         bundle.write_bytes(_checkout_tarball(run.cwd, extra))
         host.run(f"mkdir -p {q}/out/allure-results", timeout=30)
         host.put(bundle, f"{remote_dir}/bundle.tar.gz")
@@ -328,7 +334,7 @@ def _run_remote(run: ShareRun, pytest_tests: list[PlannedTest], robot_tests: lis
                 break
             time.sleep(0.3)
         host.run(f"cd {q} && tar -czf artefacts.tar.gz -C out .", timeout=60)
-        artefacts = run.out_dir / f"remote-{run.attempt}.tar.gz"
+        artefacts = run.out_dir / f"remote-{run.tag}.tar.gz"
         host.get(f"{remote_dir}/artefacts.tar.gz", artefacts)
         with tarfile.open(artefacts) as tar:
             for member in tar.getmembers():
@@ -338,7 +344,7 @@ def _run_remote(run: ShareRun, pytest_tests: list[PlannedTest], robot_tests: lis
                     member.name = Path(member.name).name
                     tar.extract(member, run.allure_dir, filter="data")
                 else:
-                    tar.extract(member, run.out_dir / f"remote-{run.attempt}", filter="data")
+                    tar.extract(member, run.out_dir / f"remote-{run.tag}", filter="data")
         artefacts.unlink()
         host.run(f"rm -rf {q}", timeout=30, check=False)
     except (DriverError, OSError, tarfile.TarError) as exc:
@@ -352,11 +358,12 @@ def finished_ids(results: Path) -> set[str]:
     return {r["id"] for r in read_results([results])}
 
 
-def infra_line(test: PlannedTest, rig: str, attempt: int, reason: str) -> dict[str, object]:
-    """The result line of a test that could not run because of the infrastructure."""
+def infra_line(test: PlannedTest, rig: str, attempt: int, reason: str, repeat: int = 1) -> dict[str, object]:
+    """The result line of a test that could not run because of the infrastructure (in repeat ``repeat``)."""
     now = time.time()
     return {"id": test.id, "name": test.id.rsplit("::", 1)[-1].rsplit(".", 1)[-1], "suite": str(test.suite),
             "framework": test.framework, "rig": rig, "requirements": list(test.requirements), "verdict": "error",
-            "category": "infra", "attempt": attempt, "duration_ms": 0.0, "started": now, "finished": now,
+            "category": "infra", "attempt": attempt, "repeat": repeat, "duration_ms": 0.0, "started": now,
+            "finished": now,
             "message": f"{INFRA_MARK} {reason}", "tap_to_approval_ms": [], "trace": [], "iso8583": [],
             "worker": "runner"}

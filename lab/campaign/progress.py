@@ -18,7 +18,7 @@ from paylab.fixtures.results import read_results
 def _counts(run: Any) -> dict[str, int]:
     counts = {"done": 0, "passed": 0, "failed": 0, "infra": 0}
     for line in read_results([run.results_path]):
-        if int(line.get("attempt", 1)) != run.attempt:
+        if int(line.get("attempt", 1)) != run.attempt or int(line.get("repeat", 1)) != getattr(run, "repeat", 1):
             continue
         counts["done"] += 1
         if line["verdict"] == "passed":

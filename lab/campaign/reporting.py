@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import statistics
 import time
 import xml.etree.ElementTree as ET
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from paylab.fixtures.results import read_results
+from paylab.fixtures.results import read_results, result_key
 
 from .campaign_file import Campaign
 
@@ -36,20 +37,33 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def _final(lines: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    final: dict[str, dict[str, Any]] = {}
-    attempts: dict[str, int] = {}
+def _final(lines: Iterable[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The last attempt of every (test id, repeat), with its number of attempts."""
+    final: dict[tuple[str, int], dict[str, Any]] = {}
+    attempts: dict[tuple[str, int], int] = {}
     for line in lines:
-        attempts[line["id"]] = attempts.get(line["id"], 0) + 1
-        previous = final.get(line["id"])
+        key = result_key(line)
+        attempts[key] = attempts.get(key, 0) + 1
+        previous = final.get(key)
         if previous is None or int(line.get("attempt", 1)) >= int(previous.get("attempt", 1)):
-            final[line["id"]] = line
-    for tid, line in final.items():
-        line["attempts"] = attempts[tid]
+            final[key] = line
+    for key, line in final.items():
+        line["attempts"] = attempts[key]
     return final
 
 
-def _test_result(line: dict[str, Any]) -> Any:
+def repeat_suffix(line: dict[str, Any], repeats: int) -> str:
+    """`` [repeat 2/3]`` for a result of a campaign run ``repeats`` > 1 times, else nothing."""
+    return f" [repeat {int(line.get('repeat', 1))}/{repeats}]" if repeats > 1 else ""
+
+
+def repeat_id(line: dict[str, Any], repeats: int) -> str:
+    """The result's id in the record and the run history: the test id, plus its repeat when there are several
+    (so the traceability matrix and the pass rate count every repeat)."""
+    return str(line["id"]) + repeat_suffix(line, repeats)
+
+
+def _test_result(line: dict[str, Any], repeats: int = 1) -> Any:
     from paylab.lab.report.record import TestResult
 
     verdict = line["verdict"]
@@ -57,7 +71,8 @@ def _test_result(line: dict[str, Any]) -> Any:
     if verdict == "deselected":
         verdict, message = "skipped", f"deselected: {message}"
     timings = [float(t) for t in line.get("tap_to_approval_ms") or []]
-    return TestResult(id=line["id"], name=line.get("name", line["id"]), suite=str(line.get("suite", "")),
+    return TestResult(id=repeat_id(line, repeats), name=line.get("name", line["id"]) + repeat_suffix(line, repeats),
+                      suite=str(line.get("suite", "")),
                       framework=line.get("framework", "pytest"), rig=line.get("rig", ""),
                       requirement_ids=list(line.get("requirements", [])), verdict=verdict,
                       category=line.get("category", "none") if verdict in ("failed", "error", "not-run") else "none"
@@ -112,12 +127,14 @@ def build_record(campaign: Campaign, campaign_id: str, out: Path, rigs: list[Any
 
     lines = list(read_results(sorted(out.glob("rigs/*/results.jsonl"))))
     final = _final(lines)
-    results = [_test_result(line) for line in sorted(final.values(), key=lambda x: (x.get("rig", ""), x["id"]))]
+    results = [_test_result(line, campaign.repeats)
+               for line in sorted(final.values(), key=lambda x: (x.get("rig", ""), x["id"], int(x.get("repeat", 1))))]
     infra = [InfraErrorEntry(kind=kind, message=message, rig=rig, at=_iso(time.time()))
              for kind, rig, message in infra_events]
-    retried = [line for line in lines if line.get("category") == "infra" and line is not final.get(line["id"])]
+    retried = [line for line in lines if line.get("category") == "infra" and line is not final.get(result_key(line))]
     infra += [InfraErrorEntry(kind="retried", message=line.get("message", ""), rig=line.get("rig", ""),
-                              test_id=line["id"], at=_iso(float(line.get("finished", time.time()))))
+                              test_id=repeat_id(line, campaign.repeats),
+                              at=_iso(float(line.get("finished", time.time()))))
               for line in retried]
     scope = (f"{len(campaign.suites)} suite(s): " + ", ".join(f"{s.path.name} ({s.framework}"
                                                               + (f", tags {s.tags}" if s.tags else "") + ")"
@@ -158,27 +175,58 @@ def write_junit(record: Any, path: Path) -> Path:
     return path
 
 
+_ROBOT_DIR = re.compile(r"robot-(?:r(\d+)-)?(\d+)-\d+$")
+
+
+def _robot_run(path: Path) -> tuple[int, int]:
+    """(repeat, attempt) of a Robot ``output.xml`` from its folder name (``robot-2-0``, ``robot-r3-1-0``)."""
+    match = _ROBOT_DIR.match(path.parent.name)
+    return (int(match.group(1) or 1), int(match.group(2))) if match else (1, 0)
+
+
+def _rebot(outputs: list[Path], target: Path, sink: Any, *, name: str | None = None, views: bool = True) -> int:
+    """Merge ``outputs`` into ``target``: later attempts replace earlier ones, other rigs' tests are added
+    (same root suite); different root suites (several Robot suite paths) are combined instead."""
+    from robot import rebot
+
+    options: dict[str, Any] = {"outputdir": str(target), "output": "output.xml",
+                               "log": "log.html" if views else "NONE", "report": "report.html" if views else "NONE"}
+    if name:
+        options["name"] = name
+    rc = rebot(*map(str, outputs), merge=True, stdout=sink, stderr=sink, **options)
+    if rc >= 252:
+        rc = rebot(*map(str, outputs), stdout=sink, stderr=sink, **{"name": "paylab", **options})
+    return rc
+
+
 def merge_robot(out: Path) -> Path | None:
-    """``rebot`` the Robot outputs of every rig and attempt into ``out/robot`` (later attempts merged in)."""
+    """``rebot`` the Robot outputs of every rig and attempt into ``out/robot`` (later attempts merged in).
+    With several repeats, each repeat is merged on its own (``robot/repeat-N/output.xml``, suite
+    "Repeat N") and the repeats are combined side by side, so every repeat's results stay visible."""
     outputs = sorted(out.glob("rigs/*/robot-*/output.xml")) + sorted(out.glob("rigs/*/remote-*/robot-*/output.xml"))
     if not outputs:
         return None
-    from robot import rebot
-
     target = out / "robot"
     target.mkdir(exist_ok=True)
-
-    def attempt(path: Path) -> int:
-        parts = path.parent.name.split("-")
-        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-
-    outputs.sort(key=attempt)
-    options = {"outputdir": str(target), "output": "output.xml", "log": "log.html", "report": "report.html"}
+    by_repeat: dict[int, list[Path]] = {}
+    for path in sorted(outputs, key=_robot_run):
+        by_repeat.setdefault(_robot_run(path)[0], []).append(path)
     with open(os.devnull, "w") as sink:
-        # merge: later attempts replace earlier ones, other rigs' tests are added (same root suite)
-        rc = rebot(*map(str, outputs), merge=True, stdout=sink, stderr=sink, **options)
-        if rc >= 252:  # different root suites (several Robot suite paths): combine them instead
-            rc = rebot(*map(str, outputs), name="paylab", stdout=sink, stderr=sink, **options)
+        if len(by_repeat) == 1:
+            rc = _rebot(next(iter(by_repeat.values())), target, sink)
+        else:
+            parts = []
+            for repeat, paths in sorted(by_repeat.items()):
+                part = target / f"repeat-{repeat}"
+                part.mkdir(exist_ok=True)
+                if _rebot(paths, part, sink, name=f"Repeat {repeat}", views=False) < 252:
+                    parts.append(part / "output.xml")
+            rc = 252
+            if parts:
+                from robot import rebot
+
+                rc = rebot(*map(str, parts), name="paylab", outputdir=str(target), output="output.xml",
+                           log="log.html", report="report.html", stdout=sink, stderr=sink)
     return target / "log.html" if rc < 252 else None
 
 
@@ -207,7 +255,7 @@ def write_reports(result: Any, campaign: Campaign, inventory: Any, rigs: list[An
     record.save(out / RECORD_FILE)
     result.record_path = out / RECORD_FILE
     previous = previous_records(cfg.reports_root, campaign.name, result.campaign_id, campaign.previous_runs)
-    result.auditor_report = render_auditor_report(record, out, previous=previous)
+    result.auditor_report = Path(render_auditor_report(record, out, previous=previous)).resolve()
     write_junit(record, out / "junit.xml")
     merge_robot(out)
     if campaign.allure and (out / "allure-results").exists():
@@ -217,7 +265,7 @@ def write_reports(result: Any, campaign: Campaign, inventory: Any, rigs: list[An
             result.allure_report = generate_allure_report(out / "allure-results", out / "allure",
                                                           name=f"paylab {campaign.name}",
                                                           history=cfg.reports_root / f".{campaign.name}-history.jsonl"
-                                                          ).html
+                                                          ).html.resolve()
         except AllureError as exc:
             say(f"  Allure report not written: {exc}")
     write_manifest(out, cfg.signing_key)
@@ -234,6 +282,6 @@ def write_reports(result: Any, campaign: Campaign, inventory: Any, rigs: list[An
         f"product failures, {counts['infra']} infrastructure errors, {counts['not-run']} not run, "
         f"{counts['skipped']} skipped/deselected",
         f"auditor report: {result.auditor_report}",
-        *( [f"Allure report:  {result.allure_report}"] if result.allure_report else []),
-        f"reports: {out}",
+        *([f"Allure report:  {result.allure_report}"] if result.allure_report else []),
+        f"reports: {out.resolve()}",
     ]

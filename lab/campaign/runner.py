@@ -15,13 +15,15 @@ Steps (issue 6, "Campaigns"):
    (pytest with pytest-xdist, Robot with pabot; locally or on the rig's host over ssh, :mod:`.execute`),
    with a progress bar per rig;
 4. tests that ended in an infrastructure error are re-run per the retry policy (on a healthy rig);
-   product failures are not, unless the policy says so;
+   product failures are not, unless the policy says so. With ``repeats: N`` (stability campaigns) steps
+   3-4 run N times; every result line carries its ``repeat`` (``attempt`` counts retries within it), and
+   the record keeps one result per (test, repeat) (ids suffixed `` [repeat r/N]``);
 5. the campaign record (:mod:`paylab.lab.report.record`) is built from the result lines, and the
    auditor report, the Allure report, the merged Robot log, JUnit XML and the signed manifest are
    written under ``reports/<campaign id>/``.
 
-``--resume ID`` re-opens ``reports/ID`` and runs only the tests that have no final result yet (never
-run, not run, or whose last attempt was an infrastructure error).
+``--resume ID`` re-opens ``reports/ID`` and runs only the (test, repeat) pairs that have no final result
+yet (never run, not run, or whose last attempt was an infrastructure error).
 
 Leases live in ``$PAYLAB_LAB_DB`` (``--lab-db``), else in ``REPORTS/.lab/lab.db`` (shared by every
 campaign writing to the same reports folder). A killed runner's share dies with it
@@ -43,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paylab.fixtures.results import read_results
+from paylab.fixtures.results import read_results, result_key
 
 from ..protocol.errors import PaylabError
 from .campaign_file import Campaign, load_campaign
@@ -88,16 +90,18 @@ class CampaignRun:
 
 
 # -- results ------------------------------------------------------------------------------------------------
-def final_results(paths: list[Path]) -> dict[str, dict[str, Any]]:
-    """The last attempt of every test id (a later attempt replaces an earlier one)."""
-    out: dict[str, dict[str, Any]] = {}
+def final_results(paths: list[Path]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The last attempt of every (test id, repeat) (a later attempt replaces an earlier one of the same
+    repeat; each repeat of a ``repeats:`` campaign keeps its own result)."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
     for line in read_results(paths):
-        previous = out.get(line["id"])
+        key = result_key(line)
+        previous = out.get(key)
         if previous is None or int(line.get("attempt", 1)) >= int(previous.get("attempt", 1)):
             if previous is not None:
                 line["attempts"] = max(int(previous.get("attempts", previous.get("attempt", 1))),
                                        int(line.get("attempt", 1)))
-            out[line["id"]] = line
+            out[key] = line
     return out
 
 
@@ -161,7 +165,7 @@ class CampaignRunner:
 
     # execution -------------------------------------------------------------------------------------------
     def run_round(self, plan: Plan, campaign: Campaign, out: Path, attempt: int, campaign_id: str,
-                  reservation: Any) -> dict[str, ShareOutcome]:
+                  reservation: Any, *, repeat: int = 1) -> dict[str, ShareOutcome]:
         """Run every rig's share of ``plan`` in parallel (one thread per rig); tests that did not report
         a result (killed share, lost host, lost lease, cancel) get an infrastructure line."""
         workers = {s.path: s.workers for s in campaign.suites}
@@ -171,7 +175,7 @@ class CampaignRunner:
                 continue
             rig = reservation.rigs.get(name)
             host_res = getattr(rig, "host", None)
-            runs[name] = ShareRun(share=share, out_dir=out / "rigs" / name, attempt=attempt,
+            runs[name] = ShareRun(share=share, out_dir=out / "rigs" / name, attempt=attempt, repeat=repeat,
                                   inventory=self.config.inventory, cwd=self.config.cwd, workers=workers,
                                   test_timeout_s=campaign.test_timeout_s, host=reservation.hosts.get(name),
                                   campaign_id=campaign_id, allure=campaign.allure,
@@ -195,7 +199,8 @@ class CampaignRunner:
 
         watch(runs, threads, enabled=self.config.progress, say=self._say)
         for name, run in runs.items():
-            done = {line["id"] for line in read_results([run.results_path]) if int(line.get("attempt", 1)) == attempt}
+            done = {line["id"] for line in read_results([run.results_path])
+                    if int(line.get("attempt", 1)) == attempt and int(line.get("repeat", 1)) == repeat}
             outcome = outcomes.get(name) or ShareOutcome(name, infra_error="share did not finish")
             if name in reservation.lost and not self.cancel.is_set():
                 outcome.infra_error = f"lease on {name} lost: the share was stopped"
@@ -206,7 +211,7 @@ class CampaignRunner:
 
                 writer = ResultWriter(run.results_path)
                 for test in missing:
-                    writer.write(infra_line(test, name, attempt, f"not run: {reason}"))
+                    writer.write(infra_line(test, name, attempt, f"not run: {reason}", repeat))
         return outcomes
 
     def prepare(self) -> tuple[Campaign, Any, list[Any]]:
@@ -246,27 +251,36 @@ class CampaignRunner:
             self._say(f"collected {len(tests)} test(s) from {len(campaign.suites)} suite(s)")
             results_files = self._results_files(out)
             finals = final_results(results_files)
-            done = {tid for tid, line in finals.items() if is_done(line, campaign, resuming=bool(cfg.resume))}
-            todo = [t for t in tests if t.id not in done]
+            recorded = {(*result_key(line), int(line.get("attempt", 1))) for line in read_results(results_files)}
+            done = {key for key, line in finals.items() if is_done(line, campaign, resuming=bool(cfg.resume))}
+            repeats = range(1, campaign.repeats + 1)
+            todo = {r: [t for t in tests if (t.id, r) not in done] for r in repeats}
             if cfg.resume:
-                self._say(f"resuming {campaign_id}: {len(done)} test(s) done, {len(todo)} to run")
-            plan = assign(todo, caps, all_caps)
-            self._write_plan(out, campaign, tests, plan, started, rigs, reservation.quarantined)
-            attempt = 1 + max((int(line.get("attempt", 1)) for line in read_results(results_files)), default=0)
-            first_attempt = attempt
-            for test, reason in plan.deselected:
-                self._not_run(out, test, reason, attempt=attempt, verdict="deselected")
-            for test, reason in plan.not_run:
-                self._not_run(out, test, reason, attempt=attempt)
-            for round_no in range(1 if cfg.resume else campaign.repeats):
+                missing = sum(len(v) for v in todo.values())
+                self._say(f"resuming {campaign_id}: {len(tests) * campaign.repeats - missing} test(s) done, "
+                          f"{missing} to run")
+            for repeat in repeats:
                 if self.cancel.is_set():
                     break
-                self._say(f"round {round_no + 1}/{campaign.repeats}: {plan.total} tests on "
+                if not todo[repeat]:
+                    continue
+                plan = assign(todo[repeat], caps, all_caps)
+                self._write_plan(out, campaign, tests, plan, started, rigs, reservation.quarantined)
+                # attempts count within a repeat; a resumed repeat goes on after its last recorded attempt
+                attempt = 1 + max((int(line.get("attempt", 1)) for line in read_results(results_files)
+                                   if int(line.get("repeat", 1)) == repeat), default=0)
+                for test, reason in plan.deselected:
+                    self._not_run(out, test, reason, attempt=attempt, repeat=repeat, verdict="deselected")
+                for test, reason in plan.not_run:
+                    self._not_run(out, test, reason, attempt=attempt, repeat=repeat)
+                self._say(f"round {repeat}/{campaign.repeats}: {plan.total} tests on "
                           f"{len([s for s in plan.shares.values() if s.tests])} rig(s)")
-                self.run_round(plan, campaign, out, attempt, campaign_id, reservation)
-                attempt = self._retries(tests, campaign, out, attempt + 1, campaign_id, reservation, rigs, all_caps)
+                self.run_round(plan, campaign, out, attempt, campaign_id, reservation, repeat=repeat)
+                self._retries(tests, campaign, out, attempt + 1, campaign_id, reservation, rigs, all_caps,
+                              repeat=repeat)
+                results_files = self._results_files(out)
             result.infra_events = list(reservation.infra_events)
-            self._record_history(reservation.engine, campaign_id, out, first_attempt)
+            self._record_history(reservation.engine, campaign_id, out, recorded, campaign.repeats)
         from .reporting import write_reports
 
         write_reports(result, campaign, inventory, rigs, cfg, started=started, say=self._say,
@@ -274,41 +288,49 @@ class CampaignRunner:
         return result
 
     def _retries(self, tests: list[PlannedTest], campaign: Campaign, out: Path, attempt: int, campaign_id: str,
-                 reservation: Any, rigs: list[Any], all_caps: dict[str, Any]) -> int:
-        """Re-run, on healthy rigs, the tests whose last attempt needs it (infra errors per the policy)."""
+                 reservation: Any, rigs: list[Any], all_caps: dict[str, Any], *, repeat: int = 1) -> int:
+        """Re-run, on healthy rigs, the tests of ``repeat`` whose last attempt needs it (infra errors per the
+        policy)."""
         retries = 0
         limit = max(campaign.retry.infra, campaign.retry.product)
         while not self.cancel.is_set() and retries < limit:
             finals = final_results(self._results_files(out))
-            again = [t for t in tests if t.id in finals and needs_retry(finals[t.id], campaign)
-                     and int(finals[t.id].get("attempt", 1)) == attempt - 1]
+            last = {t.id: finals[(t.id, repeat)] for t in tests if (t.id, repeat) in finals}
+            again = [t for t in tests if t.id in last and needs_retry(last[t.id], campaign)
+                     and int(last[t.id].get("attempt", 1)) == attempt - 1]
             if not again:
                 break
             healthy = reservation.recheck()
             caps = {rig.name: rig.capabilities for rig in rigs if rig.name in healthy}
             retry_plan = assign(again, caps, all_caps)
             for test, reason in retry_plan.not_run + retry_plan.deselected:
-                self._not_run(out, test, reason, attempt=attempt)
+                self._not_run(out, test, reason, attempt=attempt, repeat=repeat)
             self._say(f"retry {retries + 1}: {retry_plan.total} test(s) after infrastructure errors")
-            self.run_round(retry_plan, campaign, out, attempt, campaign_id, reservation)
+            self.run_round(retry_plan, campaign, out, attempt, campaign_id, reservation, repeat=repeat)
             attempt += 1
             retries += 1
         return attempt
 
-    def _record_history(self, engine: Any, campaign_id: str, out: Path, first_attempt: int) -> None:
-        """Every attempt this run made, into the lab database's run history (:class:`.history.RunHistory`)."""
+    def _record_history(self, engine: Any, campaign_id: str, out: Path, recorded: set[tuple[str, int, int]],
+                        repeats: int) -> None:
+        """Every attempt this run made (lines not in ``recorded``: (id, repeat, attempt) of earlier runs), into
+        the lab database's run history (:class:`.history.RunHistory`); with ``repeats`` > 1 the test id
+        carries its repeat, as in the record."""
         from .history import RunHistory
+        from .reporting import repeat_id
 
         history = RunHistory(engine)
-        seen: set[tuple[str, int]] = set()
+        seen = set(recorded)
         for line in read_results(self._results_files(out)):
             attempt = int(line.get("attempt", 1))
-            if attempt < first_attempt or (line["id"], attempt) in seen:
+            key = (*result_key(line), attempt)
+            if key in seen:
                 continue
-            seen.add((line["id"], attempt))
+            seen.add(key)
             verdict = {"deselected": "skipped", "not-run": "error"}.get(line["verdict"], line["verdict"])
             try:
-                history.record(campaign_id, line["id"], verdict, started_at=float(line.get("started", 0.0)),
+                history.record(campaign_id, repeat_id(line, repeats), verdict,
+                               started_at=float(line.get("started", 0.0)),
                                finished_at=float(line.get("finished", 0.0)), rig=line.get("rig"), attempt=attempt,
                                infra=line.get("category") == "infra", detail=str(line.get("message", ""))[:2000])
             except Exception as exc:  # the results files stay the source of truth
@@ -330,11 +352,11 @@ class CampaignRunner:
         if not path.exists():
             path.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
-    def _not_run(self, out: Path, test: PlannedTest, reason: str, *, attempt: int = 1,
+    def _not_run(self, out: Path, test: PlannedTest, reason: str, *, attempt: int = 1, repeat: int = 1,
                  verdict: str = "not-run") -> None:
         from paylab.fixtures.results import ResultWriter
 
-        line = infra_line(test, "-", attempt, f"not run: {reason}")
+        line = infra_line(test, "-", attempt, f"not run: {reason}", repeat)
         line["verdict"] = verdict
         if verdict == "deselected":
             line["category"], line["message"] = "none", reason

@@ -113,3 +113,18 @@ def test_a_robot_file_goes_where_most_of_it_can_run() -> None:
     assert [x.id for x in plan.shares["rig-2"].tests] == ["r1", "r2"]
     assert plan.shares["rig-1"].tests == []
     assert [x.id for x, _ in plan.deselected] == ["r3"]
+
+
+def test_final_results_keep_one_result_per_test_and_repeat(tmp_path: Path) -> None:
+    from paylab.fixtures.results import ResultWriter
+    from paylab.lab.campaign.runner import final_results
+
+    path = tmp_path / "results.jsonl"
+    writer = ResultWriter(path)
+    for repeat, attempt, verdict in ((1, 1, "passed"), (2, 1, "error"), (2, 2, "passed"), (3, 1, "failed")):
+        writer.write({"id": "t", "verdict": verdict, "repeat": repeat, "attempt": attempt})
+    writer.write({"id": "old", "verdict": "passed", "attempt": 1})  # a line without "repeat" is repeat 1
+    finals = final_results([path])
+    assert {key: line["verdict"] for key, line in finals.items()} == {
+        ("t", 1): "passed", ("t", 2): "passed", ("t", 3): "failed", ("old", 1): "passed"}
+    assert finals[("t", 2)]["attempts"] == 2  # the retry within repeat 2 replaced its infra error

@@ -1,8 +1,9 @@
 """A campaign across two rig hosts: two real OpenSSH servers on loopback (issue 6 "Remote rig hosts").
 
 Each rig's share runs on its host over ssh (fabric): the suites are bundled and unpacked there, the run
-starts detached, result lines are streamed back while it runs and the artefacts (JUnit, Allure
-results) are fetched at the end. Killing one host's sshd mid-run (every session process with it)
+starts detached, result lines are streamed back while it runs and the artefacts (JUnit, Robot output,
+Allure results) are fetched at the end; a Robot suite runs there too (pabot + the paylab listener), its
+output merged by rebot into ``robot/``. Killing one host's sshd mid-run (every session process with it)
 turns that host's remaining tests into infrastructure errors and the campaign still finishes.
 
 The hosts log in as root: the share needs the lab's Python, and the venv's interpreter lives under
@@ -37,6 +38,16 @@ def test_on_host(n):
     assert n >= 0
 '''
 
+ROBOT = """*** Test Cases ***
+Robot On Host
+    [Tags]    REQ-DRV-PCSC-01    needs:host
+    Should Be Equal    1    1
+
+Robot Also On Host
+    [Tags]    REQ-DRV-PCSC-01    needs:host
+    Log    on the rig host
+"""
+
 
 class RootSshd(ManagedSshd):
     """The managed sshd, logging in as root (key only)."""
@@ -60,9 +71,16 @@ def hosts() -> Iterator[tuple[RootSshd, RootSshd]]:
         second.stop()
 
 
-def checkout(root: Path, hosts: tuple[RootSshd, RootSshd], *, count: int, sleep: float, retry: int) -> Path:
+def checkout(root: Path, hosts: tuple[RootSshd, RootSshd], *, count: int, sleep: float, retry: int,
+             robot: bool = False) -> Path:
+    """A checkout with the pytest suite (and with ``robot`` a Robot suite, Allure on) and two host rigs."""
     (root / "suites" / "remote").mkdir(parents=True)
     (root / "suites" / "remote" / "test_remote.py").write_text(SUITE.format(count=count, sleep=sleep))
+    robot_suite = ""
+    if robot:
+        (root / "suites" / "robot-remote").mkdir()
+        (root / "suites" / "robot-remote" / "on_host.robot").write_text(ROBOT)
+        robot_suite = "  - path: suites/robot-remote\n    framework: robot\n"
     rigs = "".join(f"""  host-{tag}:
     capabilities: [host]
     host:
@@ -82,10 +100,10 @@ rigs:
 suites:
   - path: suites/remote
     framework: pytest
-retry: {{infra: {retry}}}
+{robot_suite}retry: {{infra: {retry}}}
 lease: {{ttl_s: 20, heartbeat_s: 1}}
 timeouts: {{test_s: 30, health_s: 10}}
-report: {{allure: false}}
+report: {{allure: {"true" if robot else "false"}}}
 """)
     return camp
 
@@ -97,12 +115,29 @@ def run(root: Path, camp: Path) -> int:
 
 def test_campaign_runs_each_share_on_its_rig_host(tmp_path: Path, hosts: tuple[RootSshd, RootSshd],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    camp = checkout(tmp_path, hosts, count=4, sleep=0.0, retry=0)
+    camp = checkout(tmp_path, hosts, count=4, sleep=0.0, retry=0, robot=True)
     monkeypatch.chdir(tmp_path)
     assert run(tmp_path, camp) == 0
     (out,) = (tmp_path / "reports").glob("remote-*")
     record = CampaignRecord.load(out / "record.json")
-    assert sorted((r.rig, r.verdict) for r in record.results) == [("host-a", "passed")] * 2 + [("host-b", "passed")] * 2
+    pytest_results = [(r.rig, r.verdict) for r in record.results if r.framework == "pytest"]
+    assert sorted(pytest_results) == [("host-a", "passed")] * 2 + [("host-b", "passed")] * 2
+    # the Robot file went whole to one host (the least loaded, then by name) and ran there
+    robot = {r.name: (r.rig, r.verdict, r.requirement_ids) for r in record.results if r.framework == "robot"}
+    assert robot == {name: ("host-a", "passed", ["REQ-DRV-PCSC-01"])
+                     for name in ("Robot On Host", "Robot Also On Host")}
+    lines = [json.loads(x) for x in (out / "rigs" / "host-a" / "results.jsonl").read_text().splitlines()]
+    assert sorted(x["id"] for x in lines if x["framework"] == "robot") == [
+        "Robot-Remote.On Host.Robot Also On Host", "Robot-Remote.On Host.Robot On Host"]  # streamed back
+    assert (out / "rigs" / "host-a" / "remote-1" / "robot-1-1" / "output.xml").is_file()  # fetched...
+    merged = (out / "robot" / "output.xml").read_text()  # ...and merged by rebot
+    assert 'name="Robot On Host"' in merged
+    assert 'name="Robot Also On Host"' in merged
+    assert (out / "robot" / "log.html").is_file()
+    allure = [json.loads(p.read_text()) for p in (out / "allure-results").glob("*-result.json")]
+    assert sorted(a["name"] for a in allure) == sorted(["Robot On Host", "Robot Also On Host"]
+                                                       + [f"test_on_host[{n}]" for n in range(4)])
+    assert (out / "allure" / "index.html").is_file()
     for tag in "ab":
         fetched = out / "rigs" / f"host-{tag}" / "remote-1"
         assert (fetched / "junit-pytest-1.xml").is_file()  # artefacts came back from the host

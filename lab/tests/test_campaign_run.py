@@ -224,6 +224,79 @@ def test_report_folder_and_integrity(tiny_run: tuple[Path, int, str], tmp_path: 
     assert "junit.xml" in said.out + said.err
 
 
+# -- repeats (stability campaigns) ------------------------------------------------------------------------
+FLAKY = '''
+from pathlib import Path
+import pytest
+
+@pytest.mark.requirements("REQ-DRV-PCSC-01")
+def test_steady():
+    pass
+
+@pytest.mark.requirements("REQ-DRV-PCSC-01")
+def test_flaky():
+    counter = Path(__file__).with_name("runs.txt")  # how many times it ran: declines on the second repeat
+    runs = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(runs))
+    assert runs != 2, "declined on the second run"
+'''
+
+STABLE_ROBOT = """*** Test Cases ***
+Robot Steady
+    [Tags]    REQ-DRV-PCSC-01
+    Should Be Equal    1    1
+"""
+
+
+def test_repeats_keep_every_repeat_and_resume_fills_a_missing_one(
+        tmp_path: Path, acquirer: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_checkout(tmp_path, acquirer)
+    (root / "suites" / "flaky").mkdir()
+    (root / "suites" / "flaky" / "test_flaky.py").write_text(FLAKY)
+    (root / "suites" / "stable-robot").mkdir()
+    (root / "suites" / "stable-robot" / "stable.robot").write_text(STABLE_ROBOT)
+    camp = root / "stability.yaml"
+    camp.write_text("campaign: stability\nrigs:\n  - name: bench-a\nsuites:\n  - path: suites/flaky\n"
+                    "    framework: pytest\n  - path: suites/stable-robot\n    framework: robot\nrepeats: 3\n"
+                    "retry: {infra: 1}\nlease: {ttl_s: 20, heartbeat_s: 1}\ntimeouts: {test_s: 60, health_s: 5}\n"
+                    "report: {allure: true}\n")
+    monkeypatch.chdir(root)
+    capsys.readouterr()
+    # (a relative reports folder: every path printed at the end is absolute all the same)
+    assert main(["run", str(camp), "--reports", "reports", "--inventory", "inventory.yaml", "--no-progress"]) == 1
+    out = report_dir(root, "stability")  # the flaky test's second repeat is a product failure: exit 1
+    said = capsys.readouterr().out
+    assert f"auditor report: {out / 'auditor-report.html'}\n" in said
+    assert f"Allure report:  {out / 'allure' / 'index.html'}\n" in said
+    assert f"reports: {out}\n" in said
+    assert "run history not recorded" not in said
+    record = CampaignRecord.load(out / "record.json")
+    verdicts: dict[str, list[str]] = {}
+    for r in record.results:
+        test, _, repeat = r.id.partition(" [repeat ")
+        verdicts.setdefault(test.rsplit("::", 1)[-1].rsplit(".", 1)[-1], []).append(f"{repeat[:-1]} {r.verdict}")
+    assert {name: sorted(v) for name, v in verdicts.items()} == {
+        "test_steady": ["1/3 passed", "2/3 passed", "3/3 passed"],
+        "test_flaky": ["1/3 passed", "2/3 failed", "3/3 passed"],
+        "Robot Steady": ["1/3 passed", "2/3 passed", "3/3 passed"]}
+    assert all(r.attempts == 1 for r in record.results)  # a repeat is not a retry
+    lines = [json.loads(x) for x in (out / "rigs" / "bench-a" / "results.jsonl").read_text().splitlines()]
+    assert sorted((x["repeat"], x["attempt"]) for x in lines) == [(r, 1) for r in (1, 2, 3) for _ in range(3)]
+    merged = (out / "robot" / "output.xml").read_text()  # the Robot repeats side by side, none replaced
+    assert merged.count('name="Robot Steady"') == 3
+    # a repeat's result went missing (say the runner died before it was written): --resume runs just that one
+    results = out / "rigs" / "bench-a" / "results.jsonl"
+    kept = [x for x in lines if not (x["repeat"] == 2 and x["id"].endswith("test_steady"))]
+    results.write_text("".join(json.dumps(x) + "\n" for x in kept))
+    assert run(root, camp, "--resume", out.name) == 1
+    assert f"resuming {out.name}: 8 test(s) done, 1 to run" in capsys.readouterr().out
+    again = [json.loads(x) for x in results.read_text().splitlines()]
+    assert [(x["id"].rsplit("::", 1)[-1], x["repeat"], x["attempt"]) for x in again[len(kept):]] == [
+        ("test_steady", 2, 2)]
+    assert len(CampaignRecord.load(out / "record.json").results) == 9
+    assert main(["report", "verify", str(out)]) == 0
+
+
 # -- bad input --------------------------------------------------------------------------------------------
 def test_bad_campaign_and_inventory_are_refused_before_anything_runs(
         tmp_path: Path, acquirer: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
