@@ -209,11 +209,9 @@ class NfcReader(CardReaderProtocol):
                 self._forget()
                 raise CardProtocolError(f"ISO 14443-4 error: {error!r}", resource=self.name,
                                         detail=_apdu_head(capdu)) from error
-            except OSError as error:
+            except OSError as error:  # ENODEV (unplugged), EIO, EPIPE...: the reader, not the card
                 self._forget()
-                if error.errno == errno.ENODEV:
-                    raise ReaderUnavailable("NFC device gone", resource=self.name) from error
-                raise
+                raise _device_error(self.name, error) from error
             if rapdu is None or len(rapdu) < 2:
                 raise CardProtocolError("R-APDU shorter than SW1 SW2", resource=self.name,
                                         detail=_apdu_head(capdu))
@@ -234,7 +232,10 @@ class NfcReader(CardReaderProtocol):
             with clf.lock:
                 clf.target = None
                 if clf.device is not None:
-                    clf.device.mute()
+                    try:
+                        clf.device.mute()
+                    except OSError as error:
+                        raise _device_error(self.name, error) from error
 
     def attributes(self) -> ReaderAttributes:
         with self._lock:
@@ -265,3 +266,10 @@ def _hex(data: bytes | None) -> str | None:
 def _apdu_head(capdu: bytes) -> str:
     """CLA INS P1 P2 only: the data field may hold a PAN or keys."""
     return f"C-APDU {bytes(capdu[:4]).hex().upper()}"
+
+
+def _device_error(name: str, error: OSError) -> ReaderUnavailable:
+    """Any OS error from the NFC frontend (unplugged, I/O error, broken pipe) as :class:`ReaderUnavailable`."""
+    code = errno.errorcode.get(error.errno, "") if error.errno is not None else ""
+    detail = f"errno {error.errno}" + (f" ({code})" if code else "")
+    return ReaderUnavailable("NFC device error", resource=name, detail=detail)

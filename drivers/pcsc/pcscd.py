@@ -29,6 +29,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -155,6 +156,18 @@ def _socket_inodes_of(pid: int) -> set[str]:
     return inodes
 
 
+def _private_dir(directory: str) -> None:
+    """Make sure ``directory`` exists; one created here is 0700. A directory that had to be created but
+    turns out to belong to another user (created by someone else in between) is refused."""
+    if os.path.isdir(directory):
+        return
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise SimulationUnavailable("pcscd socket directory is not ours (refused)", resource="pcscd",
+                                    detail=f"{directory}: owner uid {info.st_uid}, we are {os.getuid()}")
+
+
 class ManagedPcscd:
     """A private pcscd serving ``readers`` contact and ``contactless_readers`` contactless vpcd slots.
 
@@ -185,7 +198,6 @@ class ManagedPcscd:
         self._requested_socket_path = socket_path
         self._install: Installation | None = None
         self._tmp: str | None = None
-        self._own_socket_dir: str | None = None
         self._pid: int | None = None
         self._slots: list[VpcdSlot] = []
         self._free: deque[VpcdSlot] = deque()
@@ -200,7 +212,9 @@ class ManagedPcscd:
         process. Call it before ANY PC/SC call in the process (pcsc-lite reads the variable once).
         Counts are minimums: a later call asking for more than the running instance has raises
         :class:`ValueError`. A killed instance is restarted (same ports and reader names); after
-        :meth:`stop`, the next call starts a new pcscd on the same socket path (new ports).
+        :meth:`stop`, the next call starts a new pcscd on the same socket path (new ports). The socket's
+        private directory is kept until the process exits (``atexit``), so nobody can slip one of their
+        own in between.
         """
         with cls._process_lock:
             inst = cls._process_instance
@@ -215,7 +229,6 @@ class ManagedPcscd:
                 return inst
             path = cls._reserve_locked()
             inst = cls(readers, contactless_readers, socket_path=path, **kwargs)
-            inst._own_socket_dir = os.path.dirname(path)
             os.environ["PCSCLITE_CSOCK_NAME"] = path
             inst.start()
             cls._process_instance = inst
@@ -375,7 +388,7 @@ class ManagedPcscd:
 
     def _bind_socket(self) -> socket.socket:
         path = self.socket_path
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _private_dir(os.path.dirname(path))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -491,11 +504,9 @@ class ManagedPcscd:
         if self._requested_socket_path and os.path.exists(self._requested_socket_path):
             with contextlib.suppress(OSError):
                 os.unlink(self._requested_socket_path)
-        for path in (self._tmp, self._own_socket_dir):
-            if path:
-                shutil.rmtree(path, ignore_errors=True)
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp = None
-        self._own_socket_dir = None
 
     def log_tail(self, lines: int = 20) -> str:
         """The end of pcscd's own log (for error messages)."""

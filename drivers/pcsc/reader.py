@@ -152,7 +152,6 @@ class PcscReader(CardReaderProtocol):
         self._card: int | None = None
         self._active_protocol: int | None = None
         self._atr: bytes = b""
-        self._event_state = scard.SCARD_STATE_UNAWARE
         self._event_count = -1
         self._event_present = False
         with contextlib.suppress(DriverError):
@@ -236,7 +235,6 @@ class PcscReader(CardReaderProtocol):
 
     def _event_baseline(self) -> None:
         _, state, _ = self._watch(lambda _s: True, 0)
-        self._event_state = state & ~scard.SCARD_STATE_CHANGED
         self._event_count = state >> 16
         self._event_present = bool(state & scard.SCARD_STATE_PRESENT)
 
@@ -261,7 +259,6 @@ class PcscReader(CardReaderProtocol):
             events.append(CardEvent("removed", self.name, at=now))
         if present and (not self._event_present or (state >> 16) - self._event_count >= 2):
             events.append(CardEvent("inserted", self.name, atr, now))
-        self._event_state = state & ~scard.SCARD_STATE_CHANGED
         self._event_count = state >> 16
         self._event_present = present
         return events

@@ -162,7 +162,7 @@ class VpcdCardBridge:
                 self.errors.append(f"serving thread did not stop within {timeout} s")
             self._thread = None
         self._close_sock()
-        self._card_power_off()
+        self._card_power_off(timeout)
 
     def close(self) -> None:
         """Same as :meth:`remove`."""
@@ -282,10 +282,17 @@ class VpcdCardBridge:
             card.power_off()
         return self._atr
 
-    def _card_power_off(self) -> None:
-        with self._card_lock:
+    def _card_power_off(self, timeout: float = 2.0) -> None:
+        """Power the card off, waiting at most ``timeout`` s for a serving thread still inside the card
+        (a stuck ``card.transmit`` must not hang the removal)."""
+        if not self._card_lock.acquire(timeout=timeout):
+            self.errors.append("card busy at removal")
+            return
+        try:
             self._powered = False
             try:
                 self._card.power_off()
             except Exception as exc:
                 self.errors.append(f"card error on removal: {type(exc).__name__}: {exc}")
+        finally:
+            self._card_lock.release()

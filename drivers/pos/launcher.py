@@ -56,6 +56,7 @@ class PosSimulatorProcess:
         self._master: int | None = None
         self._slave: int | None = None
         self._log: IO[bytes] | None = None
+        self._config_dir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -65,9 +66,13 @@ class PosSimulatorProcess:
         """Spawn the simulator and wait until it answers identify (:class:`SimulationUnavailable` otherwise)."""
         if self.process is not None:
             return self
-        config_path = self.log_path.with_suffix(".json")
-        config_path.write_text(json.dumps(asdict(self.config)))
-        os.chmod(config_path, 0o600)  # holds the TEST TMK
+        # the config holds the TEST TMK: a private directory of our own (0700), removed by stop(), never
+        # beside the caller's log
+        self._config_dir = tempfile.TemporaryDirectory(prefix="paylab-pos-config-")
+        config_path = Path(self._config_dir.name) / "pos-simulator.json"
+        fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(asdict(self.config)))
         self._log = self.log_path.open("ab")
         command = [self.python, "-m", "paylab.drivers.pos.simulator", "--config", str(config_path)]
         if self.transport == "pty":
@@ -149,6 +154,9 @@ class PosSimulatorProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._config_dir is not None:
+            self._config_dir.cleanup()
+            self._config_dir = None
         return code
 
     def close(self) -> None:

@@ -17,7 +17,8 @@ Rules carried out here:
   (``raw["recovered_by"] == "query_last"``; result ``NF`` when the POS did not perform it), or raises
   :class:`PosTimeout` naming the request's trace when Q0 is not answered either;
 * the port failing to open or breaking -> :class:`PosLinkError`;
-* invalid arguments (amount over 12 digits, ``ecr_ref`` over 32 characters) raise the protocol core's
+* invalid arguments (amount over 12 digits, ``ecr_ref`` over 32 characters, a void/refund ``reference``
+  that is neither an RRN nor an ECR trace) raise the protocol core's
   :class:`~paylab.lab.protocol.errors.EcrFrameError` before anything is sent.
 
 Traces start at a random value so that a new driver never repeats the last trace a POS saw (the POS
@@ -39,6 +40,7 @@ import serial
 from paylab.drivers.errors import PosLinkError, PosProtocolError, PosTimeout
 from paylab.drivers.protocols.pos import PosIdentity, PosResult, PosTerminalProtocol
 from paylab.lab.protocol import ecr
+from paylab.lab.protocol.errors import EcrFrameError
 
 from .ecr_messages import RESULT_NOT_FOUND, identity_from_message, result_from_message
 
@@ -258,7 +260,7 @@ class SerialPosTerminal(PosTerminalProtocol):
         if call.response is not None:
             if call.response.result is None:
                 raise PosProtocolError(f"{what}: response without a result code", resource=self.resource,
-                                       detail=call.response.encode().hex().upper())
+                                       detail=f"{call.response.type} trace {call.response.trace}")
             return call.response
         detail = f"{call.request.type} trace {call.request.trace}: {call.failure}"
         if self._broken is not None:
@@ -291,7 +293,7 @@ class SerialPosTerminal(PosTerminalProtocol):
             if call.response is not None:
                 if call.response.result is None:
                     raise PosProtocolError(f"{what}: response without a result code", resource=self.resource,
-                                           detail=call.response.encode().hex().upper())
+                                           detail=f"{call.response.type} trace {call.response.trace}")
                 return result_from_message(what, call.response, keep_alives=call.keep_alives)
             if self._broken is not None:
                 raise PosLinkError(f"{what}: the ECR link broke; outcome unknown", resource=self.resource,
@@ -340,7 +342,8 @@ class SerialPosTerminal(PosTerminalProtocol):
             return {"rrn": reference}
         if reference.isdigit() and len(reference) <= 6:
             return {"original_trace": int(reference)}
-        raise PosProtocolError(f"reference {reference!r} is neither an RRN (12) nor an ECR trace (<= 6 digits)")
+        raise EcrFrameError(f"reference {reference!r} is neither an RRN (12) nor an ECR trace (<= 6 digits)",
+                            field="reference", expected="12-character RRN or ECR trace of up to 6 digits")
 
     def void(self, reference: str | None, *, ecr_ref: str | None = None, timeout: float = 30.0) -> PosResult:
         """V0 of the sale with RRN (12 characters) or ECR trace ``reference`` (None: the POS's last sale)."""
@@ -373,7 +376,11 @@ class SerialPosTerminal(PosTerminalProtocol):
         call = _Call(message)
         with self._lock:
             self._calls.append(call)
-            self._handle(self._link.send(message, time.monotonic()))
+            try:
+                self._handle(self._link.send(message, time.monotonic()))
+            except (serial.SerialException, OSError) as exc:
+                self._calls.remove(call)
+                raise PosLinkError("cannot write to the ECR port", resource=self.resource, detail=str(exc)) from exc
         if not call.done.wait(timeout + self.ack_timeout * self._link.max_attempts):
             with self._lock:
                 if call in self._calls:

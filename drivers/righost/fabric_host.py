@@ -15,6 +15,8 @@ Errors (``drivers/errors.py``), each naming the host (``name user@host:port``):
   ``true`` probe on a new channel also fails (bounded by command timeout + connect timeout);
 * non-zero exit with ``check=True`` → :class:`RigCommandFailed` (exit status, stderr tail); a command
   that outlives its timeout on a host that still answers → :class:`RigCommandFailed` (status None).
+  The host enforces the limit too: every command runs under coreutils ``timeout`` (limit + 1 s, then
+  KILL 2 s later), because closing the channel alone leaves a pty-less command running on the host.
 
 :func:`run_on_hosts` runs one command on several hosts in parallel threads and returns a result or the
 error for every host; one slow or dead host neither hangs nor hides the others (each run is bounded
@@ -48,6 +50,8 @@ __all__ = ["FabricRigHost", "run_on_hosts"]
 log = logging.getLogger(__name__)
 
 STDERR_TAIL_CHARS = 500
+REMOTE_GRACE_S = 1  # the remote ``timeout`` fires this long after the local one, so the local one reports
+_TIMED_OUT_STATUSES = frozenset({-1, 124, 137})  # channel closed; coreutils timeout's TERM / KILL statuses
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LINK_ERRORS: tuple[type[BaseException], ...] = (paramiko.SSHException, EOFError, OSError, socket.timeout,
                                                  ThreadException)
@@ -82,6 +86,14 @@ def _with_env(command: str, env: dict[str, str] | None) -> str:
             raise ValueError(f"environment variable name {key!r} is not a shell identifier")
     exports = " ".join(f"{key}={shlex.quote(str(value))}" for key, value in sorted(env.items()))
     return f"export {exports}; {command}"
+
+
+def _with_remote_limit(command: str, limit_s: int) -> str:
+    """``timeout -k 2 <limit> /bin/sh -c '<command>'``: the rig host itself ends a command that outlives
+    its limit. Closing the ssh channel (fabric's timeout) does not: with no pty there is no SIGHUP, and the
+    command would keep running on the host. coreutils ``timeout`` runs it in its own process group and
+    signals the whole group (TERM, then KILL after 2 s)."""
+    return f"timeout -k 2 {limit_s} /bin/sh -c {shlex.quote(command)}"
 
 
 def _tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
@@ -189,12 +201,13 @@ class FabricRigHost(RigHostProtocol):
         """Run ``command`` with the user's ``/bin/sh``; ``env`` is exported inline (``export K='V';``, values
         shell-quoted) so sshd's ``AcceptEnv`` does not matter. ``timeout`` defaults to ``command_timeout``."""
         limit = self.command_timeout if timeout is None else timeout
-        wire_command = _with_env(command, env)
+        local_limit = max(1, math.ceil(limit))
+        wire_command = _with_remote_limit(_with_env(command, env), local_limit + REMOTE_GRACE_S)
         conn = self._connected()
         start = time.monotonic()
         try:
             result = conn.run(wire_command, hide=True, warn=True, in_stream=False, pty=False,
-                              timeout=max(1, math.ceil(limit)))
+                              timeout=local_limit)
         except CommandTimedOut as exc:
             if not self._link_alive(conn) or self._probe_fails():
                 raise self._lost(f"{command!r}", exc) from exc
@@ -206,9 +219,9 @@ class FabricRigHost(RigHostProtocol):
         duration = time.monotonic() - start
         if not self._link_alive(conn):  # the channel closed because the transport died
             raise self._lost(f"{command!r} (after {duration:.1f} s)")
-        if int(result.exited) == -1 and duration >= max(1, math.ceil(limit)) - 0.05:
-            # invoke's timer closed the channel a moment before its timeout check ran: the command was
-            # stopped by the timeout, not by a signal of its own (seen under load)
+        if int(result.exited) in _TIMED_OUT_STATUSES and duration >= local_limit - 0.05:
+            # invoke's timer closed the channel a moment before its timeout check ran (-1, seen under load),
+            # or the remote ``timeout`` wrapper ended the command first (124/137): stopped by the timeout
             if self._probe_fails():
                 raise self._lost(f"{command!r} (after {duration:.1f} s)")
             raise RigCommandFailed(f"command did not finish within {limit:g} s", resource=self.resource,
@@ -223,11 +236,17 @@ class FabricRigHost(RigHostProtocol):
         return outcome
 
     def _probe_fails(self) -> bool:
+        """True when a bounded ``true`` on a new channel fails. Never re-enters :meth:`run` (whose timeout
+        path calls this probe), so a silent host costs one probe timeout, not an unbounded recursion."""
+        probe_limit = max(1, math.ceil(min(self.connect_timeout, 5)))
         try:
-            self.health(timeout=min(self.connect_timeout, 5.0))
-        except DriverError:
+            conn = self._connected()
+            result = conn.run(_with_remote_limit("true", probe_limit + REMOTE_GRACE_S), hide=True, warn=True,
+                              in_stream=False, pty=False, timeout=probe_limit)
+        except (CommandTimedOut, DriverError, *_LINK_ERRORS) as exc:
+            log.debug("%s: probe failed: %s", self.resource, type(exc).__name__)
             return True
-        return False
+        return int(result.exited) != 0 or not self._link_alive(conn)
 
     def health(self, *, timeout: float | None = None) -> float:
         """Round trip of ``true`` in milliseconds (connecting first if needed); typed errors as :meth:`run`."""

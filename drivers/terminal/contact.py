@@ -60,7 +60,7 @@ from .common import (
     transaction_clock,
 )
 from .config import TerminalConfig
-from .cvm import cardholder_verification
+from .cvm import cardholder_verification, check_pin
 from .outcome import CID_AAC, CID_ARQC, CID_TC, KernelOutcome, OdaResult, Outcome
 from .scripts import run_scripts, script_templates
 from .tvr import (
@@ -140,11 +140,13 @@ class ContactKernel:
         """Selection to the first GENERATE AC; see the module docstring."""
         if amount < 0 or other_amount < 0:
             raise ValueError("amounts must be >= 0 (fen)")
+        pin = pin if pin is not None else self.config.pin
+        check_pin(pin)  # a bad PIN must fail here, not as a VERIFY that burns a PIN try
         session = CardSession(self.reader)
         result = ContactOutcome(Outcome.END_APPLICATION)
         try:
             self._first_pass(session, result, amount, transaction_type, other_amount, unpredictable_number, date,
-                             pin if pin is not None else self.config.pin)
+                             pin)
         except KernelStop as stop:
             result.outcome, result.reason, result.sw = Outcome(stop.outcome), stop.reason, stop.sw
         except ProtocolError as exc:  # a malformed card answer the flow did not expect (EMV: end application)

@@ -12,6 +12,8 @@ supported only when the terminal's 9F33 says so and a (TEST) PIN was entered.
 from __future__ import annotations
 
 from paylab.lab.protocol.apdu import CommandApdu
+from paylab.lab.protocol.cps import pin_block
+from paylab.lab.protocol.errors import ProtocolError
 
 from .common import CardSession
 from .config import TerminalConfig
@@ -77,6 +79,7 @@ def cardholder_verification(session: CardSession, config: TerminalConfig, card: 
 def perform_cvm(session: CardSession, code: int, pin: str | None, tvr: bytearray) -> tuple[Cvm, int]:
     """``(cvm, result byte)`` with result 00 unknown, 01 failed, 02 successful (Book 4 A4)."""
     if code in (0x01, 0x03):
+        check_pin(pin)  # supported() only picks a plaintext PIN CVM when a PIN was entered
         response = session.send(CommandApdu(0x00, 0x20, 0x00, 0x80, pin_block(pin or "")))
         if response.sw == 0x9000:
             return (Cvm.OFFLINE_PIN if code == 0x01 else Cvm.SIGNATURE), 0x02 if code == 0x01 else 0x00
@@ -93,7 +96,13 @@ def perform_cvm(session: CardSession, code: int, pin: str | None, tvr: bytearray
     return Cvm.FAILED, 0x01
 
 
-def pin_block(pin: str) -> bytes:
-    """ISO 9564 format 2 plaintext PIN block ``2L PPPP..FF`` (8 bytes) for offline VERIFY."""
-    digits = pin if pin.isdigit() and 4 <= len(pin) <= 12 else "0000"
-    return bytes.fromhex((f"2{len(digits):X}" + digits).ljust(16, "F"))
+def check_pin(pin: str | None) -> None:
+    """Refuse a PIN that cannot form an ISO 9564 format 2 block (4-12 digits) with :class:`ValueError`,
+    before any APDU: sending some other block would burn one of the card's PIN tries. ``None``/empty
+    means no PIN entered (the value is never put in the message)."""
+    if not pin:
+        return
+    try:
+        pin_block(pin)
+    except ProtocolError:
+        raise ValueError(f"the TEST PIN must be 4-12 digits (got {len(pin)} characters)") from None

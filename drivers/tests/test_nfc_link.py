@@ -227,3 +227,21 @@ def test_first_i_block_without_rats_and_deselect(emulator, ese, path):
         reader.power_on()
         assert reader.transmit(SELECT_PPSE)[-2:] == b"\x90\x00"
     assert emulator.events.activations == 2
+
+
+def test_any_os_error_from_the_device_is_reader_unavailable(emulator, reader, ese, monkeypatch):
+    emulator.present(ese)
+    reader.power_on()
+
+    def io_error(*_args):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(reader._tag, "transceive", io_error)
+    with pytest.raises(ReaderUnavailable, match="NFC device error") as caught:
+        reader.transmit(SELECT_PPSE)
+    assert caught.value.detail == "errno 5 (EIO)"
+    monkeypatch.setattr(reader._clf.device, "mute", io_error)
+    with pytest.raises(ReaderUnavailable, match="NFC device error"):
+        reader.power_off()
+    monkeypatch.undo()
+    reader.power_off()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
+import time
 
 import pytest
 
@@ -159,3 +161,38 @@ def test_insert_fails_typed_when_nothing_listens():
     assert str(port) in str(caught.value)
     with contextlib.suppress(Exception):
         bridge.remove()
+
+
+class StuckCard(FlakyCard):
+    """A card whose transmit blocks until released (an applet that never answers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def transmit(self, raw, *, interface=None):
+        self.entered.set()
+        self.release.wait(10)
+        return b"\x90\x00"
+
+
+def test_remove_does_not_hang_on_a_card_stuck_in_transmit(vpcd):
+    card = StuckCard()
+    bridge = VpcdCardBridge(card, vpcd.port)
+    bridge.insert()
+    serving = bridge._thread
+    try:
+        vpcd.accept()
+        vpcd.send(b"\x01")
+        vpcd.send(bytes.fromhex("00A4040000"))
+        assert card.entered.wait(5)
+        started = time.monotonic()
+        bridge.remove(timeout=0.3)
+        assert time.monotonic() - started < 3.0
+        assert "card busy at removal" in bridge.errors
+    finally:
+        card.release.set()
+        assert serving is not None
+        serving.join(5)
+    assert not serving.is_alive()

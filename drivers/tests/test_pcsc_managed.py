@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from paylab.drivers.errors import ReaderUnavailable
+from paylab.drivers.errors import ReaderUnavailable, SimulationUnavailable
 from paylab.drivers.pcsc import ManagedPcscd
 from paylab.drivers.pcsc import pcscd as pcscd_module
 from paylab.drivers.pcsc.reader import list_readers
@@ -69,3 +69,20 @@ def test_bad_sizes_are_refused():
         ManagedPcscd(readers=0)
     with pytest.raises(ValueError, match="at most 16"):
         ManagedPcscd(readers=12, contactless_readers=6)
+
+
+def test_socket_directory_is_created_private_and_refused_when_not_ours(tmp_path, monkeypatch):
+    mine = tmp_path / "sock-dir"
+    pcscd_module._private_dir(str(mine))
+    assert mine.stat().st_mode & 0o777 == 0o700
+    pcscd_module._private_dir(str(mine))                   # existing: left alone
+    other = tmp_path / "raced"
+    real_makedirs = os.makedirs
+
+    def someone_elses(path, mode=0o777, exist_ok=False):
+        real_makedirs(path, mode=mode, exist_ok=exist_ok)
+        monkeypatch.setattr(pcscd_module.os, "getuid", lambda: os.stat(path).st_uid + 1)
+
+    monkeypatch.setattr(pcscd_module.os, "makedirs", someone_elses)
+    with pytest.raises(SimulationUnavailable, match="not ours"):
+        pcscd_module._private_dir(str(other))

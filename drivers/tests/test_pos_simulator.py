@@ -297,11 +297,15 @@ def test_simulator_over_a_socket_transport(tmp_path: Path) -> None:
     config = SimulatorConfig(tmk="00" * 16, serial="QP1-SOCK")
     with PosSimulatorProcess(config, transport="socket", log_path=tmp_path / "sock.log") as sim:
         assert sim.port.startswith("socket://127.0.0.1:")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["sock.log"]   # the TMK config is not beside it
+        config_dir = Path(sim._config_dir.name)
+        assert config_dir.stat().st_mode & 0o077 == 0
         with SerialPosTerminal(sim.port) as pos:
             assert pos.identify().serial == "QP1-SOCK"
             assert pos.query_last().result == "NF"
         pid = sim.pid
     assert sim.pid is None
+    assert not config_dir.exists()
     assert pid is not None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from invoke.exceptions import CommandTimedOut
+from invoke.runners import Result
 
 from paylab.drivers.errors import HostKeyRejected, RigCommandFailed, RigHostUnreachable, SimulationUnavailable
 from paylab.drivers.protocols import CommandResult
@@ -255,6 +257,40 @@ def test_command_timeout_on_a_live_host_is_a_command_failure(hosts):
     assert caught.value.exit_status is None
     assert time.monotonic() - started < 4.5
     assert a.run("echo still-here").stdout.strip() == "still-here"
+
+
+def test_timed_out_command_does_not_keep_running_on_the_host(hosts):
+    a, _ = hosts
+    marker = f"paylab-marker-{uuid.uuid4().hex[:12]}"
+    with pytest.raises(RigCommandFailed, match="did not finish within 1 s"):
+        a.run(f"sleep 30; echo {marker}", timeout=1)
+    # '[p]aylab-...' matches the command but not the pgrep command line itself
+    pattern = f"[{marker[0]}]{marker[1:]}"
+    deadline = time.monotonic() + 8.0
+    while True:
+        left = a.run(f"pgrep -f '{pattern}'", check=False)
+        if left.exit_status == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert left.exit_status == 1, f"still running on the host: {left.stdout.strip()}"
+
+
+def test_silent_host_probe_is_bounded_and_never_reenters_run(hosts, monkeypatch):
+    a, _ = hosts
+    a.run("true")                                              # connected
+    limits: list[int] = []
+
+    def never_answers(command, **kwargs):
+        limits.append(kwargs["timeout"])
+        raise CommandTimedOut(Result(command=command), timeout=kwargs["timeout"])
+
+    monkeypatch.setattr(a._conn, "run", never_answers)
+    monkeypatch.setattr(a, "health", lambda **_: pytest.fail("the probe re-entered run()/health()"))
+    with pytest.raises(RigHostUnreachable, match="link lost"):
+        a.run("sleep 5", timeout=1)
+    assert limits == [1, 5]                                    # the command, then one bounded probe
+    monkeypatch.undo()
+    assert a.run("echo back").stdout.strip() == "back"        # reconnects
 
 
 def test_missing_sshd_names_the_package(monkeypatch):

@@ -275,6 +275,26 @@ def test_silent_pos_sale_is_bounded_timeout() -> None:
         assert time.monotonic() - start < 5.0
 
 
+def test_invalid_reference_is_a_value_error_before_anything_is_sent() -> None:
+    with fake_on_pty() as (fake, path), SerialPosTerminal(path, **FAST) as pos:
+        with pytest.raises(ValueError, match="neither an RRN"):
+            pos.void("12AB")
+        with pytest.raises(ValueError, match="neither an RRN"):
+            pos.refund(100, "1234567")
+        assert fake.received == []
+
+
+def test_write_failure_during_cancel_is_a_link_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with fake_on_pty() as (_fake, path), SerialPosTerminal(path, **FAST) as pos:
+        def broken(_data: bytes) -> None:
+            raise serial.SerialException("write failed")
+
+        monkeypatch.setattr(pos._port, "write", broken)
+        with pytest.raises(PosLinkError, match="cannot write"):
+            pos.cancel(timeout=1.0)
+        monkeypatch.undo()
+
+
 def test_port_that_does_not_exist() -> None:
     with pytest.raises(PosLinkError, match="cannot open"):
         SerialPosTerminal("/dev/pts/99999", **FAST)

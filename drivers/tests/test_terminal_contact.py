@@ -177,6 +177,21 @@ def test_wrong_offline_pin_falls_back_to_online_pin(tmp_path: Path) -> None:
     assert no_pin.cvm is Cvm.ONLINE_PIN
 
 
+@pytest.mark.parametrize("bad_pin", ["12a4", "123", "1234567890123"])
+def test_invalid_pin_is_a_value_error_before_any_apdu(tmp_path: Path, bad_pin: str) -> None:
+    card = Card(tmp_path)
+    tries_before = card.kernel.get_data(0x9F17)
+    sent: list[bytes] = []
+    original = card.reader.transmit
+    card.reader.transmit = lambda raw: sent.append(bytes(raw)) or original(raw)  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="4-12 digits") as caught:
+        card.kernel.perform(1_000, pin=bad_pin)
+    assert bad_pin not in str(caught.value)
+    assert sent == []
+    card.reader.transmit = original  # type: ignore[method-assign]
+    assert card.kernel.get_data(0x9F17) == tries_before
+
+
 def test_card_removed_before_completion(tmp_path: Path) -> None:
     card = Card(tmp_path)
     first = card.kernel.perform(1_000)

@@ -64,7 +64,6 @@ def open_reader(resource: ReaderResource) -> CardReaderProtocol:
 
         assert resource.device is not None
         reader = NfcReader(path=resource.device)
-    reader.resource_name = resource.name  # type: ignore[attr-defined]
     return reader
 
 

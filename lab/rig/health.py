@@ -25,9 +25,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from paylab.drivers.direct import DirectReader
 from paylab.drivers.protocols import CardEmulatorProtocol, CardReaderProtocol
 
-from ..protocol.apdu import CommandApdu, ResponseApdu, transmit_with_chaining
+from ..protocol.apdu import CommandApdu, ResponseApdu
 from .binding import BoundRig, bind
 from .resources import Rig
 
@@ -131,9 +132,11 @@ def _probe_activation(bound: BoundRig, reader: CardReaderProtocol, emulator_name
         reader.wait_for_card(2.0)
         reader.power_on()
         sw = _sw(reader.transmit(SELECT_PPSE))
-        reader.power_off()
     finally:
-        emulator.withdraw()
+        try:
+            reader.power_off()  # also when activation or the SELECT failed: leave no field on
+        finally:
+            emulator.withdraw()
     return f"activated a probe card presented on {emulator_name} (SW {sw:04X})"
 
 
@@ -150,16 +153,13 @@ def _check_slot(bound: BoundRig, name: str) -> str:
             reader.power_off()
         return f"card in {slot.holder} (ATR {atr.hex().upper()}): {answer}"
     if name in bound.cards or slot.image is not None:
-        card = bound.card(name)
-
-        def send(command: bytes) -> bytes:  # T=0 61xx/6Cxx recovered as a reader would (ISO 7816-4 5.3.4)
-            return transmit_with_chaining(lambda raw: card.transmit(raw), CommandApdu.decode(command)).encode()
-
-        card.power_on("contact")
+        # a contact reader of our own around the emulated card (T=0 61xx/6Cxx recovered, ISO 7816-4 5.3.4)
+        direct = DirectReader(bound.card(name), contactless=False, name=f"{name} (direct)")
+        direct.power_on()
         try:
-            return f"emulated {slot.placement} card in {slot.holder or '-'}: {select_card(send)}"
+            return f"emulated {slot.placement} card in {slot.holder or '-'}: {select_card(direct.transmit)}"
         finally:
-            card.power_off()
+            direct.power_off()
     return f"{slot.placement} card in {slot.holder or '-'}: no reader or image on this rig to reach it, not checked"
 
 

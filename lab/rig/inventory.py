@@ -537,6 +537,9 @@ def load_inventory(path: str | Path | None = None) -> Inventory:
     except OSError as exc:
         raise InventoryError(f"cannot read the inventory: {exc.strerror or exc}", source=str(file), line=None,
                              field_name="(file)") from None
+    except UnicodeDecodeError as exc:
+        raise InventoryError(f"the inventory is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                             f"{exc.start})", source=str(file), line=None, field_name="(file)") from None
     inventory = parse_inventory(text, source=str(file), base_dir=file.resolve().parent)
     inventory.source = file
     return inventory

@@ -27,7 +27,6 @@ import itertools
 import os
 import re
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -79,12 +78,6 @@ class _Stack:
             except Exception as exc:  # keep stopping the rest
                 errors.append(f"{what}: {type(exc).__name__}: {exc}")
         return errors
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def check_prerequisites() -> None:
@@ -179,6 +172,7 @@ class SimRig:
 
     def _start_all(self) -> None:
         from paylab.drivers.handset import Handset
+        from paylab.drivers.nfc import free_udp_path
         from paylab.drivers.pcsc import ManagedPcscd, VpcdCardBridge
 
         from ..backend.config import load_config
@@ -200,8 +194,8 @@ class SimRig:
         self.backend = backend
 
         # 2. the POS simulator process starts (in the background) while the cards are issued
-        pos_air = f"udp:127.0.0.1:{_free_udp_port()}"
-        lab_air = f"udp:127.0.0.1:{_free_udp_port()}"
+        pos_air = free_udp_path()
+        lab_air = free_udp_path()
         self.nfc_paths = {"pad": pos_air, "nfc": lab_air, "lab-pad": lab_air}
         pos_thread: threading.Thread | None = None
         pos_failure: list[BaseException] = []

@@ -133,6 +133,14 @@ def test_missing_file_and_unknown_rig(tmp_path: Path) -> None:
         parse_inventory(GOOD, source="x.yaml").get("bench-9")
 
 
+def test_non_utf8_inventory_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("rigs:\n  caf\u00e9: {}\n".encode("latin-1"))
+    with pytest.raises(InventoryError, match=rf"^{path}: \(file\): the inventory is not UTF-8") as caught:
+        load_inventory(path)
+    assert "\n" not in str(caught.value)
+
+
 def test_empty_document_has_only_sim() -> None:
     assert list(parse_inventory("").rigs) == [SIM_RIG_NAME]
 
