@@ -28,7 +28,7 @@ from ..backend.db import is_sqlite, make_engine, session_scope
 
 __all__ = [
     "LAB_DB_ENV", "LAB_DIR_ENV", "LabBase", "QuarantineRow", "RigLeaseRow", "RunRow", "create_lab_tables",
-    "default_lab_dir", "is_sqlite", "lab_db_url", "open_lab_db", "session_scope",
+    "default_lab_dir", "is_sqlite", "lab_db_url", "open_campaign_lab_db", "open_lab_db", "session_scope",
 ]
 
 LAB_DB_ENV = "PAYLAB_LAB_DB"
@@ -138,3 +138,13 @@ def open_lab_db(url: str | None = None, *, lab_dir: Path | None = None) -> Engin
         engine.dispose()
         raise
     return engine
+
+
+def open_campaign_lab_db(url: str | None, reports_root: Path) -> Engine:
+    """The lab database the campaigns writing to ``reports_root`` share: ``url`` (``--lab-db``), else
+    ``$PAYLAB_LAB_DB``, else SQLite in ``<reports_root>/.lab/`` (created)."""
+    url = url or os.environ.get(LAB_DB_ENV)
+    lab_dir = None if url else Path(reports_root) / ".lab"
+    if lab_dir is not None:
+        lab_dir.mkdir(parents=True, exist_ok=True)
+    return open_lab_db(url, lab_dir=lab_dir)

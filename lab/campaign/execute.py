@@ -31,7 +31,7 @@ from pathlib import Path
 
 from paylab.drivers.errors import DriverError
 from paylab.drivers.protocols import RigHostProtocol
-from paylab.fixtures.results import INFRA_MARK, ResultWriter, read_results
+from paylab.fixtures.results import INFRA_MARK, ResultWriter
 
 from .plan import PLUGIN, PlannedTest, Share
 
@@ -165,53 +165,120 @@ class _Watchdog:
         return now - self.last_change > self.timeout
 
 
-def _count_lines(path: Path) -> int:
-    try:
-        with path.open("rb") as fh:
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 16), b""))
-    except FileNotFoundError:
-        return 0
-
-
 def _run_local(cmd: list[str], *, cwd: Path, log: Path, results: Path, timeout: float,
-               cancel: StopFlag | threading.Event, env: dict[str, str]) -> tuple[int, bool]:
-    """Run ``cmd`` in its own process group; returns (exit code, killed by watchdog/cancel)."""
+               cancel: StopFlag | threading.Event, env: dict[str, str], robot: bool = False) -> tuple[int, bool]:
+    """Run ``cmd`` in its own process group; returns (exit code, killed by watchdog/cancel). ``robot``: the
+    command is pabot, which is stopped with SIGINT first (see :func:`_stop_tree`)."""
     with log.open("ab") as log_fh:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=log_fh, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, preexec_fn=_die_with_parent)
-        watchdog = _Watchdog(lambda: _count_lines(results), timeout)
+        watchdog = _Watchdog(lambda: _file_size(results), timeout)
         killed = False
         try:
             while proc.poll() is None:
                 if cancel.is_set() or watchdog.expired():
                     killed = True
-                    _kill_group(proc)
+                    _stop_tree(proc, interrupt_first=robot)
                     break
                 time.sleep(0.1)
         finally:
             if proc.poll() is None:
-                _kill_group(proc)
+                _stop_tree(proc, interrupt_first=robot)
         return proc.wait(), killed
+
+
+def _file_size(path: Path) -> int:
+    """The watchdog's measure of progress: the results file's size (no re-reading of the lines)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """``prctl`` from the already-loaded C library, resolved once at import (never between fork and exec)."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM when the runner dies (even by SIGKILL), so a killed
-    ``paylab run`` leaves no share running on (Linux ``prctl(PR_SET_PDEATHSIG)``)."""
-    with contextlib.suppress(Exception):
-        import ctypes
+    ``paylab run`` leaves no share running on (Linux ``prctl(PR_SET_PDEATHSIG)``). Only calls the
+    function resolved at import: no dlopen, no import between fork and exec."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from ``/proc/*/stat``), including those that left its process
+    group or session (pabot starts each ``robot`` with ``setsid``)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])   # after "(comm)": state, ppid
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+def _stop_tree(proc: subprocess.Popen[bytes], *, interrupt_first: bool = False, grace_s: float = 5.0) -> None:
+    """Stop ``proc``, its process group and every descendant. pabot handles only SIGINT (it then stops its
+    ``robot`` children, which run in sessions of their own): with ``interrupt_first`` it gets SIGINT and
+    ``grace_s`` to end; then SIGTERM, then SIGKILL, to the group and to every descendant seen on the way."""
+    tree = set(descendants(proc.pid))
+    if interrupt_first:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
+            os.kill(proc.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace_s)
+        tree.update(descendants(proc.pid))
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signum)
+        tree.update(descendants(proc.pid))
+        _signal_all(sorted(tree), signum)
+        deadline = time.monotonic() + 5.0
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5.0)
+        while any(_alive(pid) for pid in tree) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is not None and not any(_alive(pid) for pid in tree):
+            return
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] != b"Z"
 
 
 def run_share(run: ShareRun, cancel: StopFlag | threading.Event) -> ShareOutcome:
@@ -237,7 +304,7 @@ def run_share(run: ShareRun, cancel: StopFlag | threading.Event) -> ShareOutcome
             cmd = robot_command(run, tests, python=run.python, results=run.results_path, allure=run.allure_dir,
                                 inventory=inventory, index=index)
         code, killed = _run_local(cmd, cwd=run.cwd, log=log, results=run.results_path,
-                                  timeout=run.test_timeout_s, cancel=cancel, env=env)
+                                  timeout=run.test_timeout_s, cancel=cancel, env=env, robot=build == "robot")
         outcome.exit_codes.append(code)
         if killed:
             outcome.killed = True
@@ -315,16 +382,17 @@ def _run_remote(run: ShareRun, pytest_tests: list[PlannedTest], robot_tests: lis
             # "done" is tested BEFORE reading the lines: once it exists, every line is already written
             result = host.run(f"cd {q} && (test -f out/done && echo @@DONE@@; "
                               f"tail -n +{seen + 1} out/results.jsonl 2>/dev/null; true)", timeout=30, check=False)
-            done = False
-            for line in result.stdout.splitlines():
-                if line == "@@DONE@@":
-                    done = True
-                    continue
+            lines = result.stdout.splitlines()
+            done = "@@DONE@@" in lines
+            lines = [line for line in lines if line != "@@DONE@@"]
+            for index, line in enumerate(lines):
                 try:
                     writer.write(json.loads(line))
-                    seen += 1
                 except json.JSONDecodeError:
-                    break  # a line still being written: read it again next time
+                    if index == len(lines) - 1:
+                        break  # the last line may still be being written: read it again next time
+                    # a later line exists, so this one will never be completed (a worker killed mid-write)
+                seen += 1
             if done:
                 break
             if cancel.is_set() or watchdog.expired():
@@ -351,11 +419,6 @@ def _run_remote(run: ShareRun, pytest_tests: list[PlannedTest], robot_tests: lis
         where = "while running the share" if started else "before the share started"
         outcome.infra_error = f"rig host {host.name} {where}: {exc}"
     return outcome
-
-
-def finished_ids(results: Path) -> set[str]:
-    """Ids with a result line in ``results`` (any verdict)."""
-    return {r["id"] for r in read_results([results])}
 
 
 def infra_line(test: PlannedTest, rig: str, attempt: int, reason: str, repeat: int = 1) -> dict[str, object]:

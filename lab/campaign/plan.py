@@ -73,11 +73,18 @@ def collect_pytest(suite: SuiteSpec, *, cwd: Path, python: str = sys.executable,
             cmd.append(f"--inventory={inventory}")
         if suite.tags:
             cmd += ["-m", suite.tags]
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
-        if not out.exists():
-            lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
-            detail = next((ln for ln in lines if "rror" in ln), lines[-1] if lines else "no output")
-            raise CollectionError(f"cannot collect {suite.path}: {detail.strip()}")
+        try:
+            proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise CollectionError(f"cannot collect {suite.path}: pytest --collect-only took more than "
+                                  f"{timeout:g} s") from None
+        # 0: collected, 5: nothing selected; anything else (2: a module failed to import) must not make the
+        # failing module's tests silently disappear from the campaign
+        if proc.returncode not in (0, 5) or not out.exists():
+            lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+            detail = next((ln for ln in lines if ln.startswith("ERROR")), None) \
+                or next((ln for ln in lines if "rror" in ln), lines[-1] if lines else "no output")
+            raise CollectionError(f"cannot collect {suite.path} (pytest exit {proc.returncode}): {detail}")
         rows = json.loads(out.read_text(encoding="utf-8"))
     return [PlannedTest(row["id"], "pytest", suite.path, tuple(row["requirements"]), tuple(row["needs"]),
                         tags=suite.tags) for row in rows]

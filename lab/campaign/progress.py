@@ -6,20 +6,44 @@ printed whenever its counts change, at most every few seconds.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from paylab.fixtures.results import read_results
 
+class _Counts:
+    """One share's counts, read incrementally: only the bytes appended since the last call are parsed
+    (the results file only grows; a line not yet complete is read again next time)."""
 
-def _counts(run: Any) -> dict[str, int]:
-    counts = {"done": 0, "passed": 0, "failed": 0, "infra": 0}
-    for line in read_results([run.results_path]):
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self.offset = 0
+        self.counts = {"done": 0, "passed": 0, "failed": 0, "infra": 0}
+
+    def __call__(self) -> dict[str, int]:
+        try:
+            with self.run.results_path.open("rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return self.counts
+        end = chunk.rfind(b"\n") + 1
+        self.offset += end
+        for raw in chunk[:end].splitlines():
+            try:
+                self._add(json.loads(raw))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return self.counts
+
+    def _add(self, line: dict[str, Any]) -> None:
+        run = self.run
         if int(line.get("attempt", 1)) != run.attempt or int(line.get("repeat", 1)) != getattr(run, "repeat", 1):
-            continue
+            return
+        counts = self.counts
         counts["done"] += 1
         if line["verdict"] == "passed":
             counts["passed"] += 1
@@ -27,7 +51,6 @@ def _counts(run: Any) -> dict[str, int]:
             counts["infra"] += 1
         elif line["verdict"] in ("failed", "error"):
             counts["failed"] += 1
-    return counts
 
 
 def watch(runs: Mapping[str, Any], threads: list[threading.Thread], *, enabled: bool = True,
@@ -50,27 +73,29 @@ def _watch_rich(runs: Mapping[str, Any], threads: list[threading.Thread], interv
     with Progress(*columns, transient=False) as progress:
         tasks = {name: progress.add_task(name, total=len(run.share.tests), rig=name, passed=0, failed=0, infra=0)
                  for name, run in runs.items()}
+        counters = {name: _Counts(run) for name, run in runs.items()}
         while any(t.is_alive() for t in threads):
-            for name, run in runs.items():
-                c = _counts(run)
+            for name in runs:
+                c = counters[name]()
                 progress.update(tasks[name], completed=c["done"], passed=c["passed"], failed=c["failed"],
                                 infra=c["infra"])
             time.sleep(interval)
-        for name, run in runs.items():
-            c = _counts(run)
+        for name in runs:
+            c = counters[name]()
             progress.update(tasks[name], completed=c["done"], passed=c["passed"], failed=c["failed"], infra=c["infra"])
 
 
 def _watch_lines(runs: Mapping[str, Any], threads: list[threading.Thread], say: Callable[[str], None],
                  interval: float) -> None:
     last: dict[str, tuple[int, ...]] = {}
+    counters = {name: _Counts(run) for name, run in runs.items()}
     last_print = 0.0
     while True:
         alive = any(t.is_alive() for t in threads)
         now = time.monotonic()
         if not alive or now - last_print >= 3.0:
             for name, run in runs.items():
-                c = _counts(run)
+                c = counters[name]()
                 key = tuple(c.values())
                 if last.get(name) != key:
                     last[name] = key

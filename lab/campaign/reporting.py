@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from paylab.fixtures.results import read_results, result_key
+from paylab.fixtures.results import final_results, read_results, result_key
 
 from .campaign_file import Campaign
 
@@ -35,21 +35,6 @@ RECORD_FILE = "record.json"
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
-def _final(lines: Iterable[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
-    """The last attempt of every (test id, repeat), with its number of attempts."""
-    final: dict[tuple[str, int], dict[str, Any]] = {}
-    attempts: dict[tuple[str, int], int] = {}
-    for line in lines:
-        key = result_key(line)
-        attempts[key] = attempts.get(key, 0) + 1
-        previous = final.get(key)
-        if previous is None or int(line.get("attempt", 1)) >= int(previous.get("attempt", 1)):
-            final[key] = line
-    for key, line in final.items():
-        line["attempts"] = attempts[key]
-    return final
 
 
 def repeat_suffix(line: dict[str, Any], repeats: int) -> str:
@@ -75,8 +60,7 @@ def _test_result(line: dict[str, Any], repeats: int = 1) -> Any:
                       suite=str(line.get("suite", "")),
                       framework=line.get("framework", "pytest"), rig=line.get("rig", ""),
                       requirement_ids=list(line.get("requirements", [])), verdict=verdict,
-                      category=line.get("category", "none") if verdict in ("failed", "error", "not-run") else "none"
-                      if verdict != "not-run" else "infra",
+                      category=line.get("category", "none") if verdict in ("failed", "error", "not-run") else "none",
                       attempts=int(line.get("attempts", 1)), duration_ms=float(line.get("duration_ms", 0.0)),
                       message=message, tap_to_approval_ms=statistics.median(timings) if timings else None,
                       trace=line.get("trace") or None, iso8583=list(line.get("iso8583") or []))
@@ -126,7 +110,7 @@ def build_record(campaign: Campaign, campaign_id: str, out: Path, rigs: list[Any
     from paylab.lab.report.requirements import load_requirements
 
     lines = list(read_results(sorted(out.glob("rigs/*/results.jsonl"))))
-    final = _final(lines)
+    final = final_results(lines)
     results = [_test_result(line, campaign.repeats)
                for line in sorted(final.values(), key=lambda x: (x.get("rig", ""), x["id"], int(x.get("repeat", 1))))]
     infra = [InfraErrorEntry(kind=kind, message=message, rig=rig, at=_iso(time.time()))
@@ -158,7 +142,7 @@ def write_junit(record: Any, path: Path) -> Path:
         suite = ET.SubElement(root, "testsuite", name=f"{record.name}.{rig}", tests=str(len(results)),
                               failures=str(sum(r.is_product_failure for r in results)),
                               errors=str(sum(r.is_infra_error for r in results)),
-                              skipped=str(sum(r.verdict in ("skipped", "not-run") for r in results)))
+                              skipped=str(sum(r.verdict == "skipped" for r in results)))
         for r in results:
             case = ET.SubElement(suite, "testcase", name=r.name, classname=r.suite.replace("/", ".") or rig,
                                  time=f"{r.duration_ms / 1000:.3f}")
@@ -166,7 +150,7 @@ def write_junit(record: Any, path: Path) -> Path:
                 ET.SubElement(case, "failure", message=r.message[:500], type="product").text = r.message
             elif r.is_infra_error:
                 ET.SubElement(case, "error", message=r.message[:500], type="infrastructure").text = r.message
-            elif r.verdict in ("skipped", "not-run"):
+            elif r.verdict == "skipped":
                 ET.SubElement(case, "skipped", message=r.message[:500])
             props = ET.SubElement(case, "properties")
             for req in r.requirement_ids:
@@ -243,6 +227,14 @@ def previous_records(root: Path, name: str, current: str, limit: int) -> list[An
     return found[-limit:] if limit else []
 
 
+def scan_report(out: Path) -> list[Any]:
+    """Full PANs, track 2, PIN blocks and lab keys left unmasked anywhere in the report folder
+    (:func:`paylab.lab.report.masking_scan.scan_for_secrets`; findings are masked themselves)."""
+    from paylab.lab.report.masking_scan import scan_for_secrets
+
+    return scan_for_secrets([out])
+
+
 def write_reports(result: Any, campaign: Campaign, inventory: Any, rigs: list[Any], cfg: Any, *,
                   started: float, say: Callable[[str], None], infra_events: Iterable[tuple[str, str, str]] = ()
                   ) -> None:
@@ -268,6 +260,9 @@ def write_reports(result: Any, campaign: Campaign, inventory: Any, rigs: list[An
                                                           ).html.resolve()
         except AllureError as exc:
             say(f"  Allure report not written: {exc}")
+    leaks = scan_report(out)
+    for finding in leaks[:20]:
+        say(f"  unmasked secret in the reports: {finding}")
     write_manifest(out, cfg.signing_key)
     counts = {"total": len(record.results),
               "passed": sum(r.verdict == "passed" for r in record.results),
@@ -276,7 +271,13 @@ def write_reports(result: Any, campaign: Campaign, inventory: Any, rigs: list[An
               "skipped": sum(r.verdict == "skipped" for r in record.results),
               "not-run": sum(r.verdict == "not-run" for r in record.results)}
     result.counts = counts
-    result.exit_code = 1 if counts["product"] else 3 if (counts["infra"] or counts["not-run"]) else 0
+    # a leak is a product failure (of the lab's masking); a campaign in which nothing ran did not pass
+    result.exit_code = (1 if counts["product"] or leaks else 3 if (counts["infra"] or counts["not-run"]
+                                                                   or not counts["total"]) else 0)
+    if leaks:
+        result.lines.append(f"masking: {len(leaks)} unmasked secret(s) in {out} (exit 1); first: {leaks[0]}")
+    if not counts["total"]:
+        result.lines.append("no test selected: nothing ran (exit 3)")
     result.lines += [
         f"campaign {result.campaign_id}: {counts['total']} tests, {counts['passed']} passed, {counts['product']} "
         f"product failures, {counts['infra']} infrastructure errors, {counts['not-run']} not run, "

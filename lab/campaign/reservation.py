@@ -16,31 +16,28 @@ instead, the leases expire after their TTL.
 from __future__ import annotations
 
 import contextlib
-import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ..protocol.errors import PaylabError
 from .campaign_file import Campaign
-from .db import LAB_DB_ENV, open_lab_db
-from .leases import Heartbeat, Lease, LeaseManager, OwnerRecord, RigQuarantined
+from .db import open_campaign_lab_db
+from .leases import Heartbeat, Lease, LeaseManager, OwnerRecord, RigBusy, RigQuarantined
 
 
 class Reservation:
     """Leases, health and hosts of a campaign's rigs (see the module docstring)."""
 
     def __init__(self, config: Any, campaign: Campaign, campaign_id: str, *,
-                 say: Callable[[str], None] = lambda line: None) -> None:
+                 say: Callable[[str], None] = lambda line: None, cancel: threading.Event | None = None) -> None:
         self.config = config
         self.campaign = campaign
         self.campaign_id = campaign_id
         self.say = say
-        url = config.lab_db or os.environ.get(LAB_DB_ENV)
-        lab_dir = None if url else config.reports_root / ".lab"  # default: shared by every campaign of
-        if lab_dir is not None:                                    # this reports folder
-            lab_dir.mkdir(parents=True, exist_ok=True)
-        self.engine = open_lab_db(url, lab_dir=lab_dir)
+        self.cancel = cancel if cancel is not None else threading.Event()
+        self.engine = open_campaign_lab_db(config.lab_db, config.reports_root)  # shared by this reports folder
         self.manager = LeaseManager(self.engine)
         self.owner = OwnerRecord.current(campaign_id)
         self.leases: dict[str, Lease] = {}
@@ -74,16 +71,14 @@ class Reservation:
         self.lost.add(rig)
         self.leases.pop(rig, None)
 
-    def alive(self) -> bool:
-        """True while at least one rig is still held."""
-        return bool(self.leases)
-
     # -- reserve and check -----------------------------------------------------------------------------
     def reserve_and_check(self, rigs: list[Any]) -> list[str]:
         """Lease, then health-check every rig; returns the names of the usable ones."""
         quarantined = self.manager.quarantined()
         for rig in rigs:
             self.rigs[rig.name] = rig
+            if self.cancel.is_set():
+                continue
             if rig.name in quarantined:
                 reason = quarantined[rig.name].describe()
                 self.quarantined[rig.name] = reason
@@ -98,25 +93,28 @@ class Reservation:
         return self.recheck()
 
     def _acquire(self, rig: str) -> Lease | None:
+        """The rig's lease, waiting up to ``lease_wait_s`` for another holder to let go (in short
+        :meth:`LeaseManager.acquire_wait` steps, so a cancelled campaign stops waiting within a second)."""
         deadline = time.monotonic() + self.config.lease_wait_s
         while True:
+            step = max(0.0, min(1.0, deadline - time.monotonic()))
             try:
-                lease = self.manager.acquire(rig, self.config.holder, self.campaign.lease_ttl_s, self.owner)
+                lease = self.manager.acquire_wait(rig, self.config.holder, self.campaign.lease_ttl_s, self.owner,
+                                                  timeout=step, poll_s=min(0.5, self.campaign.heartbeat_s))
             except RigQuarantined as exc:
                 self.quarantined[rig] = exc.reason
                 self.infra_events.append(("quarantined", rig, exc.reason))
                 return None
-            if lease is not None:
-                self.say(f"  {rig}: reserved (lease {self.campaign.lease_ttl_s:g} s, heartbeat "
-                         f"{self.campaign.heartbeat_s:g} s)")
-                return lease
-            if time.monotonic() >= deadline:
-                holder = self.manager.holder_of(rig)
-                who = holder.describe() if holder is not None else f"{rig} held by another campaign"
+            except RigBusy as exc:
+                if not self.cancel.is_set() and time.monotonic() < deadline:
+                    continue
+                who = exc.held_by.describe() if exc.held_by is not None else f"{rig} held by another campaign"
                 self.infra_events.append(("rig-busy", rig, who))
                 self.say(f"  busy: {who}; its tests move to other rigs")
                 return None
-            time.sleep(min(1.0, self.campaign.heartbeat_s))
+            self.say(f"  {rig}: reserved (lease {self.campaign.lease_ttl_s:g} s, heartbeat "
+                     f"{self.campaign.heartbeat_s:g} s)")
+            return lease
 
     def recheck(self) -> list[str]:
         """Health-check the held rigs again; quarantine (and release) those that fail."""
@@ -131,7 +129,9 @@ class Reservation:
             self.quarantined[name] = problem
             self.infra_events.append(("quarantined", name, problem))
             self.say(f"  {name}: health check failed, quarantined: {problem}")
-            lease = self.leases.pop(name)
+            lease = self.leases.pop(name, None)
+            if lease is None:  # the heartbeat lost it meanwhile
+                continue
             self.heartbeat.remove(lease)
             self.manager.release(lease)
         return healthy

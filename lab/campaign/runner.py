@@ -23,7 +23,10 @@ Steps (issue 6, "Campaigns"):
    written under ``reports/<campaign id>/``.
 
 ``--resume ID`` re-opens ``reports/ID`` and runs only the (test, repeat) pairs that have no final result
-yet (never run, not run, or whose last attempt was an infrastructure error).
+yet (never run, not run, or whose last attempt was an infrastructure error); it refuses when the campaign
+file's SHA-256 differs from the one in ``plan.json``. A cancel (SIGINT/SIGTERM) at any point leaves a
+"not run: cancelled" line for every (test, repeat) without one. A campaign that selects no test exits 3
+(nothing ran is not a pass); unmasked secrets found in the report folder make it exit 1.
 
 Leases live in ``$PAYLAB_LAB_DB`` (``--lab-db``), else in ``REPORTS/.lab/lab.db`` (shared by every
 campaign writing to the same reports folder). A killed runner's share dies with it
@@ -45,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paylab.fixtures.results import read_results, result_key
+from paylab.fixtures.results import final_results, read_results, result_key
 
 from ..protocol.errors import PaylabError
 from .campaign_file import Campaign, load_campaign
@@ -90,21 +93,6 @@ class CampaignRun:
 
 
 # -- results ------------------------------------------------------------------------------------------------
-def final_results(paths: list[Path]) -> dict[tuple[str, int], dict[str, Any]]:
-    """The last attempt of every (test id, repeat) (a later attempt replaces an earlier one of the same
-    repeat; each repeat of a ``repeats:`` campaign keeps its own result)."""
-    out: dict[tuple[str, int], dict[str, Any]] = {}
-    for line in read_results(paths):
-        key = result_key(line)
-        previous = out.get(key)
-        if previous is None or int(line.get("attempt", 1)) >= int(previous.get("attempt", 1)):
-            if previous is not None:
-                line["attempts"] = max(int(previous.get("attempts", previous.get("attempt", 1))),
-                                       int(line.get("attempt", 1)))
-            out[key] = line
-    return out
-
-
 def is_done(line: dict[str, Any], campaign: Campaign, *, resuming: bool = False) -> bool:
     """True when the test needs no further attempt. On ``--resume``, a test whose last attempt was an
     infrastructure error or that was not run is missing again (whatever its retries were)."""
@@ -122,6 +110,19 @@ def needs_retry(line: dict[str, Any], campaign: Campaign) -> bool:
     if line["verdict"] in ("failed", "error") and line.get("category") == "product":
         return attempt <= campaign.retry.product
     return False
+
+
+def _ended(outcome: ShareOutcome, test: PlannedTest, share: Share) -> str:
+    """Why ``test`` has no result although its share ran to the end: the exit status of its process (the
+    local share runs pytest first, then one pabot per Robot suite path; a remote share reports none)."""
+    codes = list(outcome.exit_codes)
+    has_pytest = any(t.framework == "pytest" for t in share.tests)
+    if test.framework == "pytest" and has_pytest and codes:
+        return f"pytest exited {codes[0]} before this test reported a result"
+    robot_codes = codes[1:] if has_pytest else codes
+    if test.framework == "robot" and robot_codes:
+        return f"pabot exited {max(robot_codes)} before this test reported a result"
+    return "the test process ended before this test reported a result"
 
 
 # -- the run ------------------------------------------------------------------------------------------------
@@ -206,11 +207,11 @@ class CampaignRunner:
                 outcome.infra_error = f"lease on {name} lost: the share was stopped"
             missing = [t for t in run.share.tests if t.id not in done]
             if missing:
-                reason = outcome.infra_error or "the test process ended before this test reported a result"
                 from paylab.fixtures.results import ResultWriter
 
                 writer = ResultWriter(run.results_path)
                 for test in missing:
+                    reason = outcome.infra_error or _ended(outcome, test, run.share)
                     writer.write(infra_line(test, name, attempt, f"not run: {reason}", repeat))
         return outcomes
 
@@ -237,20 +238,27 @@ class CampaignRunner:
         result = CampaignRun(campaign_id, out)
         started = time.time()
         if cfg.resume:
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                started = float(json.loads((out / "plan.json").read_text(encoding="utf-8"))["started"])
+            planned: dict[str, Any] = {}
+            with contextlib.suppress(OSError, ValueError):
+                planned = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+            if planned.get("sha256") not in (None, campaign.sha256):
+                was, now = str(planned["sha256"])[:12], campaign.sha256[:12]
+                raise CampaignError(f"cannot resume {campaign_id}: {cfg.campaign_path} changed since it started "
+                                    f"(sha256 {was}… in plan.json, now {now}…)")
+            with contextlib.suppress(TypeError, ValueError, KeyError):
+                started = float(planned["started"])
         all_caps = {rig.name: rig.capabilities for rig in rigs}
         from .reservation import Reservation
 
-        with Reservation(cfg, campaign, campaign_id, say=self._say) as reservation, \
+        with Reservation(cfg, campaign, campaign_id, say=self._say, cancel=self.cancel) as reservation, \
                 ThreadPoolExecutor(1, thread_name_prefix="collect") as pool:
             collecting = pool.submit(self.collect, campaign, rigs[0].name)  # while the rigs are reserved
-            healthy = reservation.reserve_and_check(rigs)
-            caps = {rig.name: rig.capabilities for rig in rigs if rig.name in healthy}
+            caps = self._caps(reservation.reserve_and_check(rigs), rigs)
+            checked = True  # the rigs were just checked: the first round needs no second check
             tests = collecting.result()
             self._say(f"collected {len(tests)} test(s) from {len(campaign.suites)} suite(s)")
             results_files = self._results_files(out)
-            finals = final_results(results_files)
+            finals = final_results(read_results(results_files))
             recorded = {(*result_key(line), int(line.get("attempt", 1))) for line in read_results(results_files)}
             done = {key for key, line in finals.items() if is_done(line, campaign, resuming=bool(cfg.resume))}
             repeats = range(1, campaign.repeats + 1)
@@ -264,6 +272,9 @@ class CampaignRunner:
                     break
                 if not todo[repeat]:
                     continue
+                if not checked:  # a rig may have failed since the last round: check again, like a retry
+                    caps = self._caps(reservation.recheck(), rigs)
+                checked = False
                 plan = assign(todo[repeat], caps, all_caps)
                 self._write_plan(out, campaign, tests, plan, started, rigs, reservation.quarantined)
                 # attempts count within a repeat; a resumed repeat goes on after its last recorded attempt
@@ -279,6 +290,8 @@ class CampaignRunner:
                 self._retries(tests, campaign, out, attempt + 1, campaign_id, reservation, rigs, all_caps,
                               repeat=repeat)
                 results_files = self._results_files(out)
+            if self.cancel.is_set():
+                self._cancelled(out, tests, campaign.repeats)
             result.infra_events = list(reservation.infra_events)
             self._record_history(reservation.engine, campaign_id, out, recorded, campaign.repeats)
         from .reporting import write_reports
@@ -294,14 +307,13 @@ class CampaignRunner:
         retries = 0
         limit = max(campaign.retry.infra, campaign.retry.product)
         while not self.cancel.is_set() and retries < limit:
-            finals = final_results(self._results_files(out))
+            finals = final_results(read_results(self._results_files(out)))
             last = {t.id: finals[(t.id, repeat)] for t in tests if (t.id, repeat) in finals}
             again = [t for t in tests if t.id in last and needs_retry(last[t.id], campaign)
                      and int(last[t.id].get("attempt", 1)) == attempt - 1]
             if not again:
                 break
-            healthy = reservation.recheck()
-            caps = {rig.name: rig.capabilities for rig in rigs if rig.name in healthy}
+            caps = self._caps(reservation.recheck(), rigs)
             retry_plan = assign(again, caps, all_caps)
             for test, reason in retry_plan.not_run + retry_plan.deselected:
                 self._not_run(out, test, reason, attempt=attempt, repeat=repeat)
@@ -337,6 +349,24 @@ class CampaignRunner:
                 self._say(f"  run history not recorded for {line['id']}: {type(exc).__name__}: {exc}")
 
     @staticmethod
+    def _caps(healthy: list[str], rigs: list[Any]) -> dict[str, Any]:
+        """Capabilities of the rigs that passed the last health check (what :func:`assign` places tests on)."""
+        return {rig.name: rig.capabilities for rig in rigs if rig.name in healthy}
+
+    def _cancelled(self, out: Path, tests: list[PlannedTest], repeats: int) -> None:
+        """After a cancel (SIGINT/SIGTERM during the reservation, a round or between repeats): a "not run:
+        cancelled" infrastructure line for every (test, repeat) that has no line yet, so the record shows
+        what did not run (and ``--resume`` runs it)."""
+        lines = list(read_results(self._results_files(out)))
+        have = {result_key(line) for line in lines}
+        for repeat in range(1, repeats + 1):
+            attempt = 1 + max((int(line.get("attempt", 1)) for line in lines if int(line.get("repeat", 1)) == repeat),
+                              default=0)
+            for test in tests:
+                if (test.id, repeat) not in have:
+                    self._not_run(out, test, "cancelled", attempt=attempt, repeat=repeat)
+
+    @staticmethod
     def _results_files(out: Path) -> list[Path]:
         return sorted((out / "rigs").glob("*/results.jsonl")) if (out / "rigs").exists() else []
 
@@ -363,4 +393,4 @@ class CampaignRunner:
         ResultWriter(out / "rigs" / "_not-run" / "results.jsonl").write(line)
 
 
-__all__ = ["CampaignError", "CampaignRun", "CampaignRunner", "RunConfig", "Share", "final_results"]
+__all__ = ["CampaignError", "CampaignRun", "CampaignRunner", "RunConfig", "Share"]

@@ -4,7 +4,8 @@
   renders the auditor report (``DIR/auditor-report.html``, default DIR = the record's directory)
   and re-signs the directory's manifest (``MANIFEST.json`` + ``MANIFEST.sig``).
 * ``paylab report verify DIR [--public-key PEM]``: exit 0 when the signature holds and no file
-  changed; exit 1 with one line per changed, added or removed file (or bad signature).
+  changed; exit 1 with one line per changed, added or removed file (or bad signature); exit 2 when DIR
+  is not a directory.
 * ``paylab report scan PATH ...``: exit 1 with one line per full PAN, PIN block or test key found.
 
 Keys default to ``$PAYLAB_REPORT_SIGNING_KEY`` / ``$PAYLAB_REPORT_PUBLIC_KEY``, then to the bundled
@@ -64,6 +65,9 @@ def run_render(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from ..report.integrity import IntegrityError, load_public_key, verify_manifest
 
+    if not args.dir.is_dir():
+        sys.stderr.write(f"{args.prog}: error: argument dir: {args.dir} is not a directory\n")
+        return 2
     key = load_public_key(args.public_key)
     try:
         result = verify_manifest(args.dir, key)

@@ -194,16 +194,11 @@ def run_up(args: argparse.Namespace) -> int:
 def run_leases(args: argparse.Namespace) -> int:
     """Leases and quarantine of the lab database the campaigns of ``--reports`` share."""
     import json
-    import os
 
-    from ..campaign.db import LAB_DB_ENV, open_lab_db
+    from ..campaign.db import open_campaign_lab_db
     from ..campaign.leases import LeaseManager
 
-    url = args.lab_db or os.environ.get(LAB_DB_ENV)
-    lab_dir = None if url else args.reports / ".lab"
-    if lab_dir is not None:
-        lab_dir.mkdir(parents=True, exist_ok=True)
-    engine = open_lab_db(url, lab_dir=lab_dir)
+    engine = open_campaign_lab_db(args.lab_db, args.reports)
     try:
         manager = LeaseManager(engine)
         released = None

@@ -1,7 +1,9 @@
 """``paylab run CAMPAIGN``: run a campaign on the rigs it names and write its reports.
 
-Exit status: 0 every test passed; 1 product failures; 3 only infrastructure errors (or tests not
-run); 2 bad input (campaign file, inventory), with the one-line ``FILE:LINE: field: problem``.
+Exit status: 0 every test passed; 1 product failures (or a full PAN/key left unmasked in the reports);
+3 only infrastructure errors, tests not run, or no test selected at all; 2 bad input (campaign file,
+inventory, a suite that fails to collect, ``--resume`` of a changed campaign file), with one line such as
+``FILE:LINE: field: problem``.
 SIGINT/SIGTERM stop the run: the running shares are killed, what was recorded stays, the leases are
 released (and would expire by themselves after their TTL if the runner were killed outright);
 ``--resume ID`` then finishes only what is missing.

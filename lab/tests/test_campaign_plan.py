@@ -116,15 +116,30 @@ def test_a_robot_file_goes_where_most_of_it_can_run() -> None:
 
 
 def test_final_results_keep_one_result_per_test_and_repeat(tmp_path: Path) -> None:
-    from paylab.fixtures.results import ResultWriter
-    from paylab.lab.campaign.runner import final_results
+    from paylab.fixtures.results import ResultWriter, final_results, read_results
 
     path = tmp_path / "results.jsonl"
     writer = ResultWriter(path)
     for repeat, attempt, verdict in ((1, 1, "passed"), (2, 1, "error"), (2, 2, "passed"), (3, 1, "failed")):
         writer.write({"id": "t", "verdict": verdict, "repeat": repeat, "attempt": attempt})
     writer.write({"id": "old", "verdict": "passed", "attempt": 1})  # a line without "repeat" is repeat 1
-    finals = final_results([path])
+    finals = final_results(read_results([path]))
     assert {key: line["verdict"] for key, line in finals.items()} == {
         ("t", 1): "passed", ("t", 2): "passed", ("t", 3): "failed", ("old", 1): "passed"}
     assert finals[("t", 2)]["attempts"] == 2  # the retry within repeat 2 replaced its infra error
+
+
+def test_a_module_that_fails_to_import_stops_the_collection(tmp_path: Path) -> None:
+    """A broken test module must not silently drop its tests from the campaign (pytest exits 2)."""
+    from paylab.lab.campaign.campaign_file import SuiteSpec
+    from paylab.lab.campaign.plan import CollectionError, collect_pytest
+
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "test_fine.py").write_text("def test_fine():\n    pass\n")
+    (tmp_path / "suites" / "test_broken.py").write_text("import no_such_module_anywhere\n")
+    suite = SuiteSpec(path=tmp_path / "suites", framework="pytest")
+    with pytest.raises(CollectionError, match=r"test_broken\.py") as caught:
+        collect_pytest(suite, cwd=tmp_path)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(CollectionError, match="took more than"):
+        collect_pytest(suite, cwd=tmp_path, timeout=0.01)

@@ -26,6 +26,7 @@ import pytest
 
 from paylab.lab.campaign import LeaseManager, RunHistory, open_lab_db
 from paylab.lab.cli.main import main
+from paylab.lab.report.masking_scan import scan_for_secrets
 from paylab.lab.report.record import CampaignRecord
 
 TINY = '''
@@ -38,7 +39,7 @@ def test_ok():
 
 @pytest.mark.requirements("REQ-DRV-PCSC-01")
 def test_product():
-    assert 1 == 2, "approval expected"
+    assert 1 == 2, "approval expected for card 6228480123456789"  # a full test PAN: reports must mask it
 
 @pytest.mark.requirements("REQ-DRV-PCSC-01")
 def test_infra():
@@ -209,9 +210,12 @@ def test_report_folder_and_integrity(tiny_run: tuple[Path, int, str], tmp_path: 
                  "MANIFEST.sig", "robot/log.html", "robot/output.xml"):
         assert (out / name).is_file(), name
     junit = (out / "junit.xml").read_text()
+    assert "622848******6789" in junit  # the failing test's PAN, masked in every artefact (else exit 1)...
+    assert scan_for_secrets([out]) == []  # ...and nowhere in full: not in run logs, JUnit or Allure results
     assert 'type="product"' in junit
     assert 'type="infrastructure"' in junit
     assert main(["report", "verify", str(out)]) == 0
+    assert main(["report", "verify", str(tmp_path / "no-such-report")]) == 2
     copy = tmp_path / out.name
     shutil.copytree(out, copy)
     target = copy / "junit.xml"
@@ -295,6 +299,54 @@ def test_repeats_keep_every_repeat_and_resume_fills_a_missing_one(
         ("test_steady", 2, 2)]
     assert len(CampaignRecord.load(out / "record.json").results) == 9
     assert main(["report", "verify", str(out)]) == 0
+    # the campaign file changed since the run started: --resume refuses (bad input, one line)
+    camp.write_text(camp.read_text().replace("repeats: 3", "repeats: 4"))
+    capsys.readouterr()
+    assert run(root, camp, "--resume", out.name) == 2
+    assert "changed since it started" in capsys.readouterr().err
+
+
+def test_a_campaign_selecting_no_test_exits_3(tmp_path: Path, acquirer: int, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_checkout(tmp_path, acquirer)
+    monkeypatch.chdir(root)
+    camp = campaign(root, "empty", "quick", ["bench-a"])
+    camp.write_text(camp.read_text().replace("framework: pytest\n", "framework: pytest\n    tags: no_such_marker\n"))
+    capsys.readouterr()
+    assert run(root, camp) == 3  # nothing ran: not a pass
+    assert "no test selected" in capsys.readouterr().out
+    assert CampaignRecord.load(report_dir(root, "empty") / "record.json").results == []
+
+
+def test_stopping_a_share_kills_descendants_in_other_sessions(tmp_path: Path) -> None:
+    """pabot starts each ``robot`` with setsid: stopping the share must reach them all the same."""
+    from paylab.lab.campaign.execute import _stop_tree, descendants
+
+    script = ("import subprocess, sys, time\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],\n"
+              "                         start_new_session=True)\n"
+              "print(child.pid, flush=True)\n"
+              "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        child = int(proc.stdout.readline())
+        assert child in descendants(proc.pid)
+        _stop_tree(proc)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+            stat = Path(f"/proc/{child}/stat").read_text() if Path(f"/proc/{child}/stat").exists() else ""
+            if stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]:
+                break  # killed, waiting for its reaper
+            time.sleep(0.05)
+        stat = Path(f"/proc/{child}/stat").read_text() if Path(f"/proc/{child}/stat").exists() else ""
+        assert not stat or stat.rsplit(")", 1)[-1].split()[0] == "Z", "the setsid child survived"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 # -- bad input --------------------------------------------------------------------------------------------
@@ -520,3 +572,23 @@ def test_auditor_and_allure_reports_render_offline_in_chromium(sim_run: Path) ->
     assert "paylab smoke" in allure.texts["body"]
     assert (sim_run / "auditor-report.png").stat().st_size > 0
     assert (sim_run / "allure" / "allure-report.png").stat().st_size > 0
+
+
+def test_cancelled_before_any_round_reports_every_test_not_run(tmp_path: Path, acquirer: int,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGINT while the rigs are reserved (here: before): every (test, repeat) gets "not run: cancelled"."""
+    from paylab.lab.campaign.runner import CampaignRunner, RunConfig
+
+    root = make_checkout(tmp_path, acquirer)
+    monkeypatch.chdir(root)
+    camp = campaign(root, "cancelled", "quick", ["bench-a"])
+    camp.write_text(camp.read_text() + "repeats: 2\n")
+    runner = CampaignRunner(RunConfig(campaign_path=camp, inventory=root / "inventory.yaml",
+                                      reports_root=root / "reports", progress=False, cwd=root))
+    runner.cancel.set()
+    result = runner.run()
+    assert result.exit_code == 3
+    record = CampaignRecord.load(report_dir(root, "cancelled") / "record.json")
+    assert len(record.results) == 4  # 2 tests x 2 repeats
+    assert {(r.verdict, r.category, r.message) for r in record.results} == {("not-run", "infra",
+                                                                            "INFRA: not run: cancelled")}

@@ -20,6 +20,10 @@ from paylab.fixtures.scenarios.cards import KIND_REQUIREMENTS
 
 KINDS = [pytest.param(kind, id=kind, marks=pytest.mark.requirements(req)) for kind, req in KIND_REQUIREMENTS.items()]
 ONLINE = ("debit", "credit")
+SCRIPTED = [pytest.param(kind, id=kind, marks=[pytest.mark.requirements(req)]
+                         + ([pytest.mark.requirements("REQ-CT-SCRIPT-01")] if kind in ONLINE else []))
+            for kind, req in KIND_REQUIREMENTS.items()]
+"""KINDS, plus REQ-CT-SCRIPT-01 where the issuer sends the PUT DATA script (the online kinds)."""
 
 pytestmark = pytest.mark.needs("pcsc-contact", "backend", "se-sim")
 
@@ -31,7 +35,7 @@ def _card(enrol: Any, kind: str, ecash: int) -> Any:
 
 
 @pytest.mark.requirements("REQ-ECASH-LOAD-01", "REQ-CT-TWOPASS-01")
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", SCRIPTED)
 def test_load_sets_the_card_balance(lab: Any, enrol: Any, trace_path: Any, record_timing: Any, kind: str) -> None:
     card = _card(enrol, kind, ecash=2_000)
     trace_path("contact")

@@ -130,7 +130,7 @@ Contact Two Pass Debit On An eSE
     debit     ese        55.00
 
 E-Cash Load With Issuer Script
-    [Tags]    REQ-ECASH-LOAD-01    REQ-CT-TWOPASS-01    needs:pcsc-contact    needs:backend    needs:se-sim
+    [Tags]    REQ-ECASH-LOAD-01    REQ-CT-TWOPASS-01    REQ-CT-SCRIPT-01    needs:pcsc-contact    needs:backend    needs:se-sim
     ${card}=    Enrol Card    debit    sim    balance=1000.00    ecash=10.00
     ${load}=    Load E-Cash    ${card}    20.00
     Should Be Equal As Integers    ${load.card_after}    3000
