@@ -354,6 +354,16 @@ def _remote_commands(run: ShareRun, pytest_tests: list[PlannedTest], robot_tests
     return commands, extra
 
 
+REMOTE_STOP = (
+    # every descendant first (pabot starts each robot in its own session, out of the group), then
+    # SIGINT to the group (pabot's own clean stop), then SIGTERM to all of them
+    "p=$(cat out/pid 2>/dev/null) || exit 0; "
+    "tree() { for c in $(pgrep -P \"$1\"); do echo \"$c\"; tree \"$c\"; done; }; "
+    "all=\"$(tree \"$p\")\"; kill -INT -- -\"$p\" 2>/dev/null; sleep 3; "
+    "kill -TERM -- -\"$p\" 2>/dev/null; for c in $all; do kill -TERM \"$c\" 2>/dev/null; done; true"
+)
+
+
 def _run_remote(run: ShareRun, pytest_tests: list[PlannedTest], robot_tests: list[PlannedTest],
                 cancel: StopFlag | threading.Event, outcome: ShareOutcome) -> ShareOutcome:
     """The share on the rig's host: bundle up, start detached (own process group, PID file), stream the
@@ -396,7 +406,7 @@ def _run_remote(run: ShareRun, pytest_tests: list[PlannedTest], robot_tests: lis
             if done:
                 break
             if cancel.is_set() or watchdog.expired():
-                host.run(f"cd {q} && kill -TERM -- -$(cat out/pid) 2>/dev/null; true", timeout=30, check=False)
+                host.run(f"cd {q} && {REMOTE_STOP}", timeout=30, check=False)
                 outcome.killed = True
                 outcome.infra_error = "cancelled" if cancel.is_set() else "remote share stopped producing results"
                 break
