@@ -14,13 +14,10 @@ import time
 from pathlib import Path
 
 from paylab.drivers.nfc import NfcCardEmulator, NfcReader, free_udp_path
-from paylab.drivers.se.catalog_default import default_catalog
-from paylab.drivers.se.factory import fabricate
 from paylab.drivers.se.form_factor import ESE
-from paylab.drivers.se.image import CardImage
 from paylab.drivers.se.runtime import SecureElement
 from paylab.lab import profiles
-from paylab.lab.issuance import issue_pboc
+from paylab.lab.issuance import issued_se
 from paylab.lab.protocol import cps, dol, tlv
 from paylab.lab.protocol.apdu import CommandApdu, ResponseApdu
 
@@ -30,12 +27,7 @@ PPSE = CommandApdu(0x00, 0xA4, 0x04, 0x00, b"2PAY.SYS.DDF01", 256).encode()
 
 def issue(folder: Path) -> tuple[SecureElement, profiles.PbocProfile]:
     profile = profiles.load_bundled("pboc_debit_ecash_sm4")
-    image = CardImage(folder / "ese.card")
-    fabricate(image, ESE)
-    se = SecureElement(image, ESE, default_catalog(), seed=1)
-    se.power_on()
-    issue_pboc(se.transmit, se.registry.isd().aid, profile, oda=cps.generate_oda_chain(profile, seed_or_rng=7))
-    se.power_off()
+    se = issued_se(folder / "ese.card", ESE, profile, oda=cps.generate_oda_chain(profile, seed_or_rng=7), seed=1)
     return se, profile
 
 

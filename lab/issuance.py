@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from paylab.drivers.se.applets import pboc
+from paylab.drivers.se.catalog_default import default_catalog
+from paylab.drivers.se.factory import fabricate
+from paylab.drivers.se.form_factor import FormFactor
 from paylab.drivers.se.gp.content import build_load_file
+from paylab.drivers.se.image import CardImage
+from paylab.drivers.se.runtime import SecureElement
 
 from .gp_client import GpClient, sd_key_dgis
 from .profiles import PbocProfile
@@ -82,3 +88,20 @@ def issue_pboc(send: Callable[[bytes], bytes], isd_aid: bytes, profile: PbocProf
     client.set_contactless(profile.aid, priority=1)
     step("activate contactless (CRS)")
     return steps
+
+
+def blank_se(path: Path, form_factor: FormFactor, *, durable: bool = True, seed: int | None = None) -> SecureElement:
+    """A blank secure element fresh from the factory, its card image at ``path`` (overwritten)."""
+    image = CardImage(path, durable=durable)
+    fabricate(image, form_factor, overwrite=True)
+    return SecureElement(image, form_factor, default_catalog(), seed=seed)
+
+
+def issued_se(path: Path, form_factor: FormFactor, profile: PbocProfile, *, oda: OdaChain | None,
+              durable: bool = True, seed: int | None = None) -> SecureElement:
+    """:func:`blank_se` issued with ``profile`` over its contact interface (:func:`issue_pboc`), powered off."""
+    se = blank_se(path, form_factor, durable=durable, seed=seed)
+    se.power_on()
+    issue_pboc(se.transmit, se.registry.isd().aid, profile, oda=oda)
+    se.power_off()
+    return se

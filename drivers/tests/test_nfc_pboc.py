@@ -9,13 +9,9 @@ import pytest
 
 from paylab.drivers.errors import CardRemoved
 from paylab.drivers.nfc import NfcCardEmulator, NfcReader, free_udp_path
-from paylab.drivers.se.catalog_default import default_catalog
-from paylab.drivers.se.factory import fabricate
 from paylab.drivers.se.form_factor import ESE
-from paylab.drivers.se.image import CardImage
-from paylab.drivers.se.runtime import SecureElement
 from paylab.lab import profiles
-from paylab.lab.issuance import issue_pboc, reader_transmit
+from paylab.lab.issuance import issued_se, reader_transmit
 from paylab.lab.protocol import cps, dol, tlv
 from paylab.lab.protocol.apdu import CommandApdu, ResponseApdu
 from paylab.lab.protocol.crypto import emv
@@ -29,12 +25,8 @@ OFFLINE_TTQ = h("36000080")
 @pytest.fixture(scope="module")
 def issued(tmp_path_factory):
     profile = profiles.load_bundled("pboc_debit_ecash_sm4")
-    image = CardImage(tmp_path_factory.mktemp("nfc") / "ese.card")
-    fabricate(image, ESE)
-    se = SecureElement(image, ESE, default_catalog(), seed=5)
-    se.power_on()
-    issue_pboc(se.transmit, se.registry.isd().aid, profile, oda=cps.generate_oda_chain(profile, seed_or_rng=7))
-    se.power_off()
+    se = issued_se(tmp_path_factory.mktemp("nfc") / "ese.card", ESE, profile,
+                   oda=cps.generate_oda_chain(profile, seed_or_rng=7), seed=5)
     return se, profile
 
 

@@ -373,30 +373,27 @@ class SimRig:
             return _CHAINS[profile.name]
 
     def _blank_se(self, placement: str, label: str) -> Any:
-        from paylab.drivers.se.catalog_default import default_catalog
-        from paylab.drivers.se.factory import fabricate
         from paylab.drivers.se.form_factor import FORM_FACTORS
-        from paylab.drivers.se.image import CardImage
-        from paylab.drivers.se.runtime import SecureElement
+
+        from ..issuance import blank_se
 
         if placement not in FORM_FACTORS:
             raise ValueError(f"placement must be one of {', '.join(FORM_FACTORS)}, not {placement!r}")
         assert self.state_dir is not None
-        form_factor = FORM_FACTORS[placement]
-        image = CardImage(self.state_dir / f"{label}.card", durable=False)
-        fabricate(image, form_factor, overwrite=True)
-        return SecureElement(image, form_factor, default_catalog())
+        return blank_se(self.state_dir / f"{label}.card", FORM_FACTORS[placement], durable=False)
 
     def _issued_se(self, placement: str, profile_name: str, label: str) -> Any:
-        from .. import profiles
-        from ..issuance import issue_pboc
+        from paylab.drivers.se.form_factor import FORM_FACTORS
 
+        from .. import profiles
+        from ..issuance import issued_se
+
+        if placement not in FORM_FACTORS:
+            raise ValueError(f"placement must be one of {', '.join(FORM_FACTORS)}, not {placement!r}")
+        assert self.state_dir is not None
         profile = profiles.load_bundled(profile_name)
-        se = self._blank_se(placement, label)
-        se.power_on()
-        issue_pboc(se.transmit, se.registry.isd().aid, profile, oda=self._chain(profile))
-        se.power_off()
-        return se
+        return issued_se(self.state_dir / f"{label}.card", FORM_FACTORS[placement], profile,
+                         oda=self._chain(profile), durable=False)
 
     def fresh_se(self, placement: str, *, issued: bool = True, profile: str = DEFAULT_PROFILE,
                  msisdn: str | None = None) -> Any:

@@ -119,23 +119,14 @@ def test_up_sim_for_two_seconds_and_on_ctrl_c() -> None:
 
 def _issued_ese(folder: Path) -> Path:
     """A card image file holding an eSE issued with a bundled profile (what a bench keeps per slot)."""
-    from paylab.drivers.se.catalog_default import default_catalog
-    from paylab.drivers.se.factory import fabricate
     from paylab.drivers.se.form_factor import ESE
-    from paylab.drivers.se.image import CardImage
-    from paylab.drivers.se.runtime import SecureElement
     from paylab.lab import profiles
-    from paylab.lab.issuance import issue_pboc
+    from paylab.lab.issuance import issued_se
     from paylab.lab.protocol import cps
 
     path = folder / "ese-1.card"
-    image = CardImage(path)
-    fabricate(image, ESE, overwrite=True)
-    se = SecureElement(image, ESE, default_catalog())
-    se.power_on()
     profile = profiles.load_bundled("pboc_debit_ecash_sm4")
-    issue_pboc(se.transmit, se.registry.isd().aid, profile, oda=cps.generate_oda_chain(profile, seed_or_rng=7))
-    se.power_off()
+    issued_se(path, ESE, profile, oda=cps.generate_oda_chain(profile, seed_or_rng=7))
     return path
 
 
